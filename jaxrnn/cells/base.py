@@ -1,0 +1,169 @@
+"""The cell type shared by every family, and the small helpers they use.
+
+A cell is a NamedTuple of pure functions made by a factory that closes over the
+cell's options (like an optax ``GradientTransformation``). Nothing is stored in
+the cell but functions and a few static integers; parameters and carries are
+explicit pytrees.
+
+Every cell splits its step in two so that a time loop can hoist the input
+matmul out of the recurrence::
+
+    step(params, carry, x_t) == recur(params, carry, project(params, x_t))
+
+``project`` works on any number of leading axes (``[T, input]`` at once), and
+``recur`` is what runs once per time step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+PyTree = Any
+
+
+class Cell(NamedTuple):
+    """A recurrent cell: pure functions over explicit parameters and carries.
+
+    Attributes:
+      init: ``(key, input_size) -> params``.
+      initial_carry: ``(params, batch_shape=()) -> carry`` of zeros (no RNG).
+      step: ``(params, carry, x_t) -> carry``, one time step.
+      output: ``(carry) -> y_t``, what the step emits.
+      project: ``(params, x) -> px``, the input half of the step, for any
+        leading axes of ``x``.
+      recur: ``(params, carry, px_t, rec_mask=None) -> carry``, the recurrent half.
+        ``rec_mask`` (same shape as ``output(carry)``) multiplies the state where
+        it enters the recurrent weights (variational recurrent dropout).
+      carry_for_input: ``(params, x_t) -> carry`` of zeros shaped for ``x_t``
+        (leading axes of ``x_t`` become batch axes of the carry).
+      input_size: ``(params) -> int``, the input size the params expect.
+      hidden_size: the width of the recurrent state.
+      output_size: the width of ``output(carry)``.
+      name: the family name, for messages and reprs.
+      options: the factory's keyword arguments (a dict), for interop and wrappers.
+    """
+
+    init: Callable[..., PyTree]
+    initial_carry: Callable[..., PyTree]
+    step: Callable[..., PyTree]
+    output: Callable[[PyTree], Array]
+    project: Callable[..., Array]
+    recur: Callable[..., PyTree]
+    carry_for_input: Callable[..., PyTree]
+    input_size: Callable[[PyTree], int]
+    hidden_size: int
+    output_size: int
+    name: str
+    options: dict
+
+
+def make_cell(*, init, initial_carry, project, recur, output, input_size,
+              hidden_size, output_size, name, options, carry_for_input=None) -> Cell:
+    """Builds a :class:`Cell`, deriving ``step`` from ``project`` and ``recur``."""
+
+    def step(params, carry, x_t):
+        return recur(params, carry, project(params, x_t))
+
+    if carry_for_input is None:
+        def carry_for_input(params, x_t):
+            return initial_carry(params, batch_shape=tuple(jnp.shape(x_t)[:-1]))
+
+    return Cell(init=init, initial_carry=initial_carry, step=step, output=output,
+                project=project, recur=recur, carry_for_input=carry_for_input,
+                input_size=input_size, hidden_size=int(hidden_size),
+                output_size=int(output_size), name=name, options=dict(options))
+
+
+# --------------------------------------------------------------------------- checks
+
+def check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_input(cell_name: str, x, expected: int, what: str = "x_t") -> None:
+    """Raises a clear error if ``x``'s last axis is not the params' input size."""
+    shape = jnp.shape(x)
+    if len(shape) == 0:
+        raise ValueError(f"{cell_name}: {what} must have a feature axis, got a scalar")
+    if shape[-1] != expected:
+        raise ValueError(
+            f"{cell_name}: {what} has {shape[-1]} features on its last axis "
+            f"(shape {tuple(shape)}) but the params expect input_size={expected}")
+
+
+def resolve_dtype(dtype):
+    return None if dtype is None else jnp.dtype(dtype)
+
+
+def matmul(x, w, dtype):
+    """``x @ w`` in the compute ``dtype`` (None: promote), accumulating in float32
+    or better, returning the accumulator dtype."""
+    if dtype is not None:
+        x = x.astype(dtype)
+        w = w.astype(dtype)
+        acc = jnp.promote_types(dtype, jnp.float32)
+    else:
+        common = jnp.promote_types(x.dtype, w.dtype)
+        x = x.astype(common)
+        w = w.astype(common)
+        acc = jnp.promote_types(common, jnp.float32)
+    return jnp.matmul(x, w, preferred_element_type=acc)
+
+
+def zeros_carry(carry_type, sizes: Sequence[int], batch_shape, dtype):
+    batch_shape = tuple(batch_shape)
+    return carry_type(*[jnp.zeros(batch_shape + (s,), dtype) for s in sizes])
+
+
+def apply_rec_mask(h, rec_mask):
+    return h if rec_mask is None else h * rec_mask.astype(h.dtype)
+
+
+# --------------------------------------------------------------------------- initializers
+
+def uniform_init(key, shape, bound, dtype):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def glorot_init(key, shape, dtype):
+    """Glorot/Xavier uniform over ``[fan_in, fan_out]``."""
+    fan_in, fan_out = shape[0], shape[-1]
+    return uniform_init(key, shape, float(np.sqrt(6.0 / (fan_in + fan_out))), dtype)
+
+
+def orthogonal_blocks(key, rows: int, cols: int, blocks: int, dtype):
+    """``blocks`` orthogonal ``[rows, cols]`` matrices side by side: ``[rows, blocks*cols]``.
+
+    Each gate's recurrent matrix is orthogonal on its own (as Keras and Flax do)."""
+    init = jax.nn.initializers.orthogonal()
+    keys = jax.random.split(key, blocks)
+    return jnp.concatenate([init(k, (rows, cols), dtype) for k in keys], axis=-1)
+
+
+def chrono_forget_bias(key, hidden_size: int, t_max: float, dtype):
+    """Chrono initialization (Tallec & Ollivier 2018): b_f ~ log(U(1, t_max - 1))."""
+    if t_max <= 2:
+        raise ValueError(f"chrono_t_max must be > 2, got {t_max}")
+    u = jax.random.uniform(key, (hidden_size,), jnp.float32, 1.0, t_max - 1.0)
+    return jnp.log(u).astype(dtype)
+
+
+def layer_norm(x, scale, bias, eps=1e-5):
+    """Layer normalization over the last axis, in float32 or better."""
+    acc = jnp.promote_types(x.dtype, jnp.float32)
+    x = x.astype(acc)
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    y = (x - mean) * jax.lax.rsqrt(var + eps)
+    return y * scale.astype(acc) + bias.astype(acc)
+
+
+def optional(flag: bool, value):
+    return value if flag else None

@@ -1,0 +1,114 @@
+"""The convolutional LSTM (Shi et al. 2015): an LSTM whose gates are convolutions.
+
+Inputs and carries are feature maps with channels last: ``x_t`` is ``[*spatial, C_in]``
+and ``h, c`` are ``[*spatial, channels]`` (``spatial_dims`` = 1, 2 or 3 axes). Gate order
+i, f, g, o; 'SAME' padding and stride 1 keep the spatial shape::
+
+    i, f, g, o = split(conv(x, W) + conv(h, U) + b)
+    c' = sigmoid(f) * c + sigmoid(i) * tanh(g);   h' = sigmoid(o) * tanh(c')
+
+``initial_carry(params, batch_shape)`` takes every axis but the channels, e.g.
+``(B, H, W)``; ``jr.scan`` infers it from the input.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrnn.cells import base
+from jaxrnn.cells.lstm import LSTMCarry
+
+
+class ConvLSTMParams(NamedTuple):
+    w_ih: jax.Array   # [*kernel, C_in, 4C]
+    w_hh: jax.Array   # [*kernel, C, 4C]
+    b: jax.Array      # [4C]
+
+
+_SPATIAL = {1: "W", 2: "HW", 3: "DHW"}
+
+
+def conv_lstm(channels: int, kernel_size: Union[int, Sequence[int]] = 3, *,
+              spatial_dims: int = 2, forget_bias: float = 1.0, dtype=None,
+              param_dtype=jnp.float32) -> base.Cell:
+    """A convolutional LSTM over 1-D, 2-D or 3-D feature maps (channels last)."""
+    C = base.check_positive_int("channels", channels)
+    if spatial_dims not in _SPATIAL:
+        raise ValueError(f"conv_lstm: spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
+    if isinstance(kernel_size, (int, np.integer)):
+        kernel = (int(kernel_size),) * spatial_dims
+    else:
+        kernel = tuple(int(k) for k in kernel_size)
+    if len(kernel) != spatial_dims or any(k <= 0 for k in kernel):
+        raise ValueError(f"conv_lstm: kernel_size {kernel_size!r} does not fit spatial_dims={spatial_dims}")
+    compute, pdt = base.resolve_dtype(dtype), jnp.dtype(param_dtype)
+    sp = _SPATIAL[spatial_dims]
+    dims = ("N" + sp + "C", sp + "IO", "N" + sp + "C")
+    name = "conv_lstm"
+
+    def conv(x, w):
+        lead = x.shape[:-(spatial_dims + 1)]
+        flat = x.reshape((-1,) + x.shape[len(lead):])
+        if compute is not None:
+            flat, w = flat.astype(compute), w.astype(compute)
+        else:
+            common = jnp.promote_types(flat.dtype, w.dtype)
+            flat, w = flat.astype(common), w.astype(common)
+        acc = jnp.promote_types(flat.dtype, jnp.float32)
+        y = jax.lax.conv_general_dilated(flat, w, (1,) * spatial_dims, "SAME",
+                                         dimension_numbers=dims,
+                                         preferred_element_type=acc)
+        return y.reshape(lead + y.shape[1:])
+
+    def init(key, input_size: int) -> ConvLSTMParams:
+        I = base.check_positive_int("input_size", input_size)
+        k_ih, k_hh = jax.random.split(key)
+        fan = int(np.prod(kernel))
+        w_ih = base.uniform_init(k_ih, kernel + (I, 4 * C), float(np.sqrt(6.0 / (fan * (I + 4 * C)))), pdt)
+        w_hh = base.uniform_init(k_hh, kernel + (C, 4 * C), float(np.sqrt(6.0 / (fan * (C + 4 * C)))), pdt)
+        b = jnp.zeros((4, C), pdt).at[1].set(forget_bias).reshape(4 * C)
+        return ConvLSTMParams(w_ih, w_hh, b)
+
+    def input_size(params):
+        return params.w_ih.shape[-2]
+
+    def initial_carry(params, batch_shape=()):
+        batch_shape = tuple(batch_shape)
+        if len(batch_shape) < spatial_dims:
+            raise ValueError(f"conv_lstm: initial_carry needs batch_shape=(*batch, *spatial) "
+                             f"with {spatial_dims} spatial axes, got {batch_shape}")
+        return base.zeros_carry(LSTMCarry, (C, C), batch_shape, params.w_hh.dtype)
+
+    def carry_for_input(params, x_t):
+        return initial_carry(params, jnp.shape(x_t)[:-1])
+
+    def project(params, x):
+        base.check_input(name, x, input_size(params))
+        if jnp.ndim(x) < spatial_dims + 1:
+            raise ValueError(f"conv_lstm: input of shape {jnp.shape(x)} has fewer than "
+                             f"{spatial_dims} spatial axes plus channels")
+        px = conv(x, params.w_ih)
+        return px + params.b.astype(px.dtype)
+
+    def recur(params, carry, px, rec_mask=None):
+        h_in = base.apply_rec_mask(carry.h, rec_mask)
+        z = conv(h_in, params.w_hh) + px
+        zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
+        c = jax.nn.sigmoid(zf) * carry.c + jax.nn.sigmoid(zi) * jnp.tanh(zg)
+        h = jax.nn.sigmoid(zo) * jnp.tanh(c)
+        return LSTMCarry(h.astype(carry.h.dtype), c.astype(carry.c.dtype))
+
+    def output(carry):
+        return carry.h
+
+    return base.make_cell(init=init, initial_carry=initial_carry, project=project,
+                          recur=recur, output=output, input_size=input_size,
+                          hidden_size=C, output_size=C, name=name,
+                          carry_for_input=carry_for_input,
+                          options=dict(channels=C, kernel_size=kernel,
+                                       spatial_dims=spatial_dims, forget_bias=forget_bias,
+                                       dtype=dtype, param_dtype=pdt))

@@ -1,0 +1,67 @@
+"""The vanilla (Elman) RNN: S_t = f(x_t U + S_{t-1} W + b), f = tanh or relu."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn.cells import base
+
+
+class SimpleRNNParams(NamedTuple):
+    w_ih: jax.Array   # [input, H]  (U in the write-ups)
+    w_hh: jax.Array   # [H, H]      (W in the write-ups)
+    b: jax.Array      # [H]
+
+
+class SimpleRNNCarry(NamedTuple):
+    h: jax.Array      # [..., H]  (S_t in the write-ups)
+
+
+_NONLINEARITIES = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+def simple_rnn(hidden_size: int, *, nonlinearity: str = "tanh", dtype=None,
+               param_dtype=jnp.float32) -> base.Cell:
+    """A vanilla RNN cell with a ``tanh`` or ``relu`` nonlinearity."""
+    H = base.check_positive_int("hidden_size", hidden_size)
+    if nonlinearity not in _NONLINEARITIES:
+        raise ValueError(f"simple_rnn: unknown nonlinearity {nonlinearity!r}; "
+                         f"choose one of {sorted(_NONLINEARITIES)}")
+    act = _NONLINEARITIES[nonlinearity]
+    compute = base.resolve_dtype(dtype)
+    pdt = jnp.dtype(param_dtype)
+    name = "simple_rnn"
+
+    def init(key, input_size: int) -> SimpleRNNParams:
+        I = base.check_positive_int("input_size", input_size)
+        k_ih, k_hh = jax.random.split(key)
+        return SimpleRNNParams(base.glorot_init(k_ih, (I, H), pdt),
+                               base.orthogonal_blocks(k_hh, H, H, 1, pdt),
+                               jnp.zeros((H,), pdt))
+
+    def input_size(params):
+        return params.w_ih.shape[0]
+
+    def initial_carry(params, batch_shape=()):
+        return base.zeros_carry(SimpleRNNCarry, (H,), batch_shape, params.w_hh.dtype)
+
+    def project(params, x):
+        base.check_input(name, x, input_size(params))
+        px = base.matmul(x, params.w_ih, compute)
+        return px + params.b.astype(px.dtype)
+
+    def recur(params, carry, px, rec_mask=None):
+        z = base.matmul(base.apply_rec_mask(carry.h, rec_mask), params.w_hh, compute)
+        return SimpleRNNCarry(act(z + px.astype(z.dtype)).astype(carry.h.dtype))
+
+    def output(carry):
+        return carry.h
+
+    return base.make_cell(init=init, initial_carry=initial_carry, project=project,
+                          recur=recur, output=output, input_size=input_size,
+                          hidden_size=H, output_size=H, name=name,
+                          options=dict(hidden_size=H, nonlinearity=nonlinearity,
+                                       dtype=dtype, param_dtype=pdt))
