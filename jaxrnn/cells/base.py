@@ -144,7 +144,8 @@ def orthogonal_blocks(key, rows: int, cols: int, blocks: int, dtype):
     Each gate's recurrent matrix is orthogonal on its own (as Keras and Flax do)."""
     init = jax.nn.initializers.orthogonal()
     keys = jax.random.split(key, blocks)
-    return jnp.concatenate([init(k, (rows, cols), dtype) for k in keys], axis=-1)
+    # QR runs in float32 (LAPACK has no bfloat16), then the result is cast.
+    return jnp.concatenate([init(k, (rows, cols), jnp.float32) for k in keys], axis=-1).astype(dtype)
 
 
 def chrono_forget_bias(key, hidden_size: int, t_max: float, dtype):

@@ -1,0 +1,224 @@
+"""Every cell against its float64 NumPy reference, and the properties all cells share."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import jaxrnn as jr
+from tests.cases import CASES, IDS, random_carry, random_params, to_numpy
+
+T = 6
+
+
+def _inputs(case, seed=3, T=T, dtype=jnp.float32):
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(rng.normal(size=case.xs_shape(T)), dtype)
+
+
+def _reference(case, cell, params, xs, carry):
+    ys, final = case.reference(to_numpy(params), np.asarray(xs, np.float64),
+                               tuple(np.asarray(c, np.float64) for c in carry))
+    return ys, final
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_equals_float64_reference(case, x64):
+    cell = case.cell(param_dtype=jnp.float64)
+    params = random_params(cell, case.input_size, dtype=jnp.float64)
+    xs = _inputs(case, dtype=jnp.float64)
+    carry = random_carry(cell, params, xs[0])
+    ys, final = jr.scan(cell, params, xs, carry)
+    ref_ys, ref_final = _reference(case, cell, params, xs, carry)
+    np.testing.assert_allclose(ys, ref_ys, rtol=1e-12, atol=1e-12)
+    for got, want in zip(final, ref_final):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_float32_within_tolerance_of_float64(case):
+    cell = case.cell()
+    params = random_params(cell, case.input_size)
+    xs = _inputs(case)
+    carry = random_carry(cell, params, xs[0])
+    ys, final = jr.scan(cell, params, xs, carry)
+    assert ys.dtype == jnp.float32
+    ref_ys, ref_final = _reference(case, cell, params, xs, carry)
+    np.testing.assert_allclose(ys, ref_ys, rtol=1e-5, atol=2e-6)
+    for got, want in zip(final, ref_final):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_bfloat16_compute_keeps_float32_carry(case):
+    """bfloat16 inputs and matmuls, float32 gates and carries: within ~1e-2 of float64."""
+    cell = case.cell(dtype=jnp.bfloat16)
+    params = random_params(cell, case.input_size, scale=0.3)
+    xs = _inputs(case, dtype=jnp.bfloat16)
+    ys, final = jr.scan(cell, params, xs)
+    for leaf in jax.tree.leaves(final):
+        assert leaf.dtype == jnp.float32
+    assert not np.isnan(np.asarray(ys)).any()
+    zero = cell.carry_for_input(params, xs[0])
+    ref_ys, _ = _reference(case, cell, params, np.asarray(xs, np.float32), zero)
+    np.testing.assert_allclose(np.asarray(ys, np.float64), ref_ys, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_strict_dtype_promotion(case):
+    """No silent dtype promotion inside a cell (float32 all the way)."""
+    cell = case.cell()
+    params = random_params(cell, case.input_size)
+    xs = _inputs(case)
+    with jax.numpy_dtype_promotion("strict"):
+        ys, _ = jr.scan(cell, params, xs)
+    assert ys.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_step_is_project_then_recur(case):
+    cell = case.cell()
+    params = random_params(cell, case.input_size)
+    x = _inputs(case)[0]
+    carry = random_carry(cell, params, x)
+    a = cell.step(params, carry, x)
+    b = cell.recur(params, carry, cell.project(params, x))
+    chex.assert_trees_all_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_scan_equals_python_loop(case):
+    cell = case.cell()
+    params = random_params(cell, case.input_size)
+    xs = _inputs(case)
+    carry = random_carry(cell, params, xs[0])
+    ys, final = jr.scan(cell, params, xs, carry)
+    c, outs = carry, []
+    for t in range(xs.shape[0]):
+        c = cell.step(params, c, xs[t])
+        outs.append(cell.output(c))
+    chex.assert_trees_all_close(ys, jnp.stack(outs), rtol=1e-6, atol=1e-6)
+    chex.assert_trees_all_close(final, c, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_vmap_equals_loop_over_batch(case):
+    cell = case.cell()
+    params = random_params(cell, case.input_size)
+    rng = np.random.default_rng(4)
+    xs = jnp.asarray(rng.normal(size=(3,) + case.xs_shape(T)), jnp.float32)
+    lengths = jnp.array([T, 2, 0])
+    ys, final = jax.vmap(lambda x, n: jr.scan(cell, params, x, seq_lengths=n))(xs, lengths)
+    for b in range(3):
+        y_b, c_b = jr.scan(cell, params, xs[b], seq_lengths=lengths[b])
+        chex.assert_trees_all_close(ys[b], y_b, rtol=1e-6, atol=1e-6)
+        chex.assert_trees_all_close(jax.tree.map(lambda a: a[b], final), c_b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_gradients_match_finite_differences(case, x64):
+    cell = case.cell(param_dtype=jnp.float64)
+    params = random_params(cell, case.input_size, scale=0.3, dtype=jnp.float64)
+    xs = _inputs(case, T=4, dtype=jnp.float64)
+    carry = random_carry(cell, params, xs[0], scale=0.3)
+    if case.id == "simple_relu":  # keep every pre-activation away from relu's kink
+        params = params._replace(b=jnp.abs(params.b) + 2.0)
+        carry = jax.tree.map(jnp.abs, carry)
+
+    def f(params, xs, carry):
+        ys, final = jr.scan(cell, params, xs, carry, seq_lengths=3, reverse=True)
+        return jnp.sum(ys * jnp.cos(jnp.arange(ys.size).reshape(ys.shape))) + sum(
+            jnp.sum(jnp.sin(l)) for l in jax.tree.leaves(final))
+
+    check_grads(f, (params, xs, carry), order=1, modes=("rev",), eps=1e-6, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES[:3] + CASES[8:9], ids=IDS[:3] + IDS[8:9])
+def test_second_call_does_not_retrace(case):
+    cell = case.cell()
+    params = random_params(cell, case.input_size)
+    chex.clear_trace_counter()
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def run(params, xs, n):
+        return jr.scan(cell, params, xs, seq_lengths=n, reverse=True)
+
+    run(params, _inputs(case, seed=1), 3)
+    run(params, _inputs(case, seed=2), 5)  # new values, same shapes: no new trace
+
+
+def test_initial_carry_is_zeros_with_batch_shape():
+    cell = jr.lstm(5, proj_size=3)
+    params = cell.init(jax.random.PRNGKey(0), 2)
+    carry = cell.initial_carry(params, batch_shape=(7,))
+    assert isinstance(carry, jr.LSTMCarry)
+    assert carry.h.shape == (7, 3) and carry.c.shape == (7, 5)
+    assert not np.asarray(carry.h).any() and not np.asarray(carry.c).any()
+
+
+def test_default_init_forget_bias_and_orthogonal_recurrence():
+    cell = jr.lstm(8)
+    p = cell.init(jax.random.PRNGKey(0), 3)
+    np.testing.assert_array_equal(p.b[8:16], np.ones(8))          # forget gate
+    np.testing.assert_array_equal(p.b[:8], np.zeros(8))
+    for k in range(4):                                              # each gate's U orthogonal
+        u = np.asarray(p.w_hh[:, 8 * k:8 * (k + 1)])
+        np.testing.assert_allclose(u.T @ u, np.eye(8), atol=1e-5)
+    p2 = jr.lstm(8, forget_bias=2.5).init(jax.random.PRNGKey(0), 3)
+    np.testing.assert_array_equal(p2.b[8:16], np.full(8, 2.5))
+
+
+def test_chrono_initialization():
+    t_max = 100.0
+    p = jr.lstm(64, chrono_t_max=t_max).init(jax.random.PRNGKey(0), 3)
+    b_i, b_f = np.asarray(p.b[:64]), np.asarray(p.b[64:128])
+    assert (b_f >= 0).all() and (b_f <= np.log(t_max - 1) + 1e-6).all()
+    np.testing.assert_array_equal(b_i, -b_f)
+    assert b_f.std() > 0.3  # spread over [0, log(T_max - 1)], not a constant
+
+
+def test_param_dtype_is_respected():
+    p = jr.gru(4, param_dtype=jnp.bfloat16).init(jax.random.PRNGKey(0), 3)
+    assert all(l.dtype == jnp.bfloat16 for l in jax.tree.leaves(p))
+
+
+# ------------------------------------------------------------------ the write-ups' identities
+
+def test_lstm_with_open_gates_is_a_double_tanh_rnn(x64):
+    """Forget gate 0, input and output gates 1: h_t = tanh(tanh(W x_t + U h_{t-1} + b))."""
+    H, I = 4, 3
+    cell = jr.lstm(H, param_dtype=jnp.float64)
+    rng = np.random.default_rng(0)
+    W, U, b = rng.normal(size=(I, H)), rng.normal(size=(H, H)) * 0.5, rng.normal(size=H)
+    w_ih = np.zeros((I, 4 * H)); w_hh = np.zeros((H, 4 * H))
+    w_ih[:, 2 * H:3 * H], w_hh[:, 2 * H:3 * H] = W, U
+    bias = np.concatenate([np.full(H, 1e4), np.full(H, -1e4), b, np.full(H, 1e4)])
+    params = jr.LSTMParams(jnp.asarray(w_ih), jnp.asarray(w_hh), jnp.asarray(bias))
+    xs = rng.normal(size=(8, I))
+    ys, _ = jr.scan(cell, params, jnp.asarray(xs))
+    h, want = np.zeros(H), []
+    for x in xs:
+        h = np.tanh(np.tanh(x @ W + h @ U + b))
+        want.append(h)
+    np.testing.assert_allclose(ys, np.stack(want), rtol=1e-12, atol=1e-12)
+
+
+def test_gru_with_reset_one_and_update_zero_is_a_tanh_rnn(x64):
+    H, I = 4, 3
+    rng = np.random.default_rng(1)
+    W, U = rng.normal(size=(I, H)), rng.normal(size=(H, H)) * 0.5
+    b_in, b_hn = rng.normal(size=H), rng.normal(size=H)
+    w_ih = np.zeros((I, 3 * H)); w_hh = np.zeros((H, 3 * H))
+    w_ih[:, 2 * H:], w_hh[:, 2 * H:] = W, U
+    b_ih = np.concatenate([np.full(H, 1e4), np.full(H, -1e4), b_in])
+    b_hh = np.concatenate([np.zeros(H), np.zeros(H), b_hn])
+    gru_p = jr.GRUParams(*(jnp.asarray(a) for a in (w_ih, w_hh, b_ih, b_hh)))
+    rnn_p = jr.SimpleRNNParams(jnp.asarray(W), jnp.asarray(U), jnp.asarray(b_in + b_hn))
+    xs = jnp.asarray(rng.normal(size=(8, I)))
+    for reset_after in (True, False):
+        ys_gru, _ = jr.scan(jr.gru(H, reset_after=reset_after, param_dtype=jnp.float64), gru_p, xs)
+        ys_rnn, _ = jr.scan(jr.simple_rnn(H, param_dtype=jnp.float64), rnn_p, xs)
+        np.testing.assert_allclose(ys_gru, ys_rnn, rtol=1e-12, atol=1e-12)
