@@ -1,0 +1,154 @@
+"""The ``jaxrnn`` command: train, evaluate, generate, predict and plot from a config.
+
+    jaxrnn train [CONFIG] [--workdir DIR] [--set key=value ...]
+    jaxrnn evaluate --workdir DIR [--data FILE] [--checkpoint best|latest|STEP]
+    jaxrnn generate --workdir DIR [--prompt TEXT] [--length N] [--temperature T] [--seed S]
+    jaxrnn predict  --workdir DIR --input FILE [--output FILE]
+    jaxrnn plot     --workdir DIR
+
+``CONFIG`` is a YAML path or the name of a file in ``configs/`` (``charlm_tiny``); without one,
+``train`` resumes the run in ``--workdir`` if there is one, else runs ``configs/charlm.yaml``.
+This module only parses arguments; the work is in :mod:`jaxrnn.train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+DEFAULT_CONFIG = "charlm"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jaxrnn", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train from a config (resumes an existing workdir)")
+    t.add_argument("config", nargs="?", default=None,
+                   help="YAML file or name in configs/ (default: resume --workdir, else "
+                        f"{DEFAULT_CONFIG})")
+    t.add_argument("--workdir", default=None,
+                   help="run folder (default: runs/<config name>)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.steps=60 (repeatable)")
+
+    def workdir_arg(sp):
+        sp.add_argument("--workdir", required=True, help="the run folder written by train")
+
+    def checkpoint_arg(sp):
+        sp.add_argument("--checkpoint", default="best",
+                        help="best (default; latest if no evaluation was saved), latest, or a step")
+
+    e = sub.add_parser("evaluate", help="score a trained model on dev or on a file")
+    workdir_arg(e)
+    checkpoint_arg(e)
+    e.add_argument("--data", default=None, help="a file in the training data's format")
+    e.add_argument("--split", default="dev", help="held-out split when --data is not given")
+
+    g = sub.add_parser("generate", help="sample from a generative model")
+    workdir_arg(g)
+    checkpoint_arg(g)
+    g.add_argument("--prompt", default="\n")
+    g.add_argument("--length", type=int, default=500)
+    g.add_argument("--temperature", type=float, default=0.8)
+    g.add_argument("--seed", type=int, default=0)
+
+    pr = sub.add_parser("predict", help="write predictions for an input file (if the "
+                                        "experiment implements it)")
+    workdir_arg(pr)
+    checkpoint_arg(pr)
+    pr.add_argument("--input", required=True)
+    pr.add_argument("--output", default=None, help="default: stdout")
+
+    pl = sub.add_parser("plot", help="write PNG plots of metrics.jsonl into the workdir")
+    workdir_arg(pl)
+    return p
+
+
+def _default_workdir(config: Optional[str]) -> str:
+    name = Path(config).stem if config else DEFAULT_CONFIG
+    return str(Path("runs") / name)
+
+
+def _load_trained(workdir: str, checkpoint: str):
+    from jaxrnn.train import load_config, load_params, prepare
+    if not (Path(workdir) / "config.yaml").is_file():
+        raise FileNotFoundError(f"{workdir} has no config.yaml: not a jaxrnn run folder")
+    cfg = load_config(None, (), workdir)
+    run = prepare(cfg)
+    params, step = load_params(run, workdir, checkpoint)
+    return run, params, step
+
+
+def _require(task, name: str, experiment: str):
+    fn = getattr(task, name)
+    if fn is None:
+        raise SystemExit(f"jaxrnn: experiment {experiment!r} does not implement {name} "
+                         f"(add it to its Task; see docs/training.md)")
+    return fn
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    from jaxrnn.train.config import ConfigError
+    from jaxrnn.train.loop import NonFiniteLossError
+    try:
+        return _run(args)
+    except ConfigError as e:
+        print(f"jaxrnn: config error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(f"jaxrnn: {e}", file=sys.stderr)
+        return 3
+    except FileNotFoundError as e:
+        print(f"jaxrnn: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    if args.command == "train":
+        from jaxrnn.train import load_config, train_and_evaluate
+        workdir = args.workdir or _default_workdir(args.config)
+        cfg = load_config(args.config, args.overrides, workdir, default=DEFAULT_CONFIG)
+        last = train_and_evaluate(cfg, workdir)
+        if last.get("dev"):
+            print(json.dumps(last["dev"]))
+        return 0
+    if args.command == "plot":
+        from jaxrnn.train import plot_metrics
+        for path in plot_metrics(args.workdir):
+            print(path)
+        return 0
+    run, params, step = _load_trained(args.workdir, args.checkpoint)
+    exp = run.cfg.experiment
+    if args.command == "evaluate":
+        if args.data:
+            out = _require(run.task, "evaluate_file", exp)(params, args.data)
+        else:
+            out = run.task.evaluate(params, args.split)
+        print(json.dumps({"step": step, "split": "file" if args.data else args.split,
+                          **({"data": str(args.data)} if args.data else {}), **out}))
+        return 0
+    if args.command == "generate":
+        gen = _require(run.task, "generate", exp)
+        sys.stdout.write(args.prompt)
+
+        def emit(piece):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        gen(params, prompt=args.prompt, length=args.length, temperature=args.temperature,
+            seed=args.seed, emit=emit)
+        sys.stdout.write("\n")
+        return 0
+    if args.command == "predict":
+        pred = _require(run.task, "predict", exp)
+        pred(params, args.input, args.output)
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,361 @@
+"""Typed run configs: one dataclass schema per experiment, YAML in, errors that name the key.
+
+Every experiment's schema is a dataclass that extends :class:`BaseConfig` (the shared skeleton:
+``experiment``, ``seed``, ``optimizer.*``, ``train.*``, ``distributed.*``) with its own ``data``
+and ``model`` sections. Defaults live in the schema only; the trainer never calls
+``config.get(key, default)``.
+
+Validation happens before anything is compiled:
+
+- an unknown key is an error naming the full key (``train.stpes``) and the closest valid one;
+- a value of the wrong type is an error naming the key, the expected type and the value;
+- a field marked with :func:`data_path` must name an existing file once resolved against the data
+  root (``$JAXRNN_DATA``, else ``<repo>/../shared/data``); the error names the key and the path.
+
+``--set key=value`` overrides are parsed as YAML scalars and type checked against the schema
+the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+__all__ = [
+    "ConfigError", "BaseConfig", "OptimizerConfig", "TrainConfig", "DistributedConfig",
+    "data_path", "data_root", "repo_root", "from_dict", "to_dict", "load_yaml", "apply_overrides",
+    "resolve_paths", "relativize_paths", "dump_yaml", "diff_configs",
+]
+
+
+class ConfigError(ValueError):
+    """A config problem, with the key or path it concerns in the message."""
+
+
+# --------------------------------------------------------------------------- locations
+
+def repo_root() -> Path:
+    """The repository root (the folder holding ``jaxrnn/`` and ``configs/``)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def data_root() -> Path:
+    """``$JAXRNN_DATA`` if set, else ``<repo>/../shared/data``."""
+    env = os.environ.get("JAXRNN_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (repo_root().parent / "shared" / "data").resolve()
+
+
+def data_path(default: Optional[str] = None, *, required: bool = True):
+    """A config field naming a data file, relative to :func:`data_root` unless absolute.
+
+    ``required=False`` lets the field be empty (``None`` or ``""``)."""
+    return field(default=default, metadata={"data_path": True, "required": required})
+
+
+# --------------------------------------------------------------------------- skeleton
+
+@dataclass
+class OptimizerConfig:
+    """Optax optimizer, schedule, regularization and accumulation (see ``jaxrnn.train.optim``)."""
+    name: Literal["adam", "adamw", "sgd", "rmsprop", "adagrad", "lion", "adafactor"] = "adam"
+    learning_rate: float = 1e-3
+    schedule: Literal["constant", "warmup_cosine", "warmup_linear"] = "constant"
+    warmup_steps: int = 0
+    # final learning rate of the cosine / linear decay, as a fraction of learning_rate
+    end_factor: float = 0.0
+    # decoupled (AdamW-style) weight decay; for sgd/adam it is added to the gradient (L2)
+    weight_decay: float = 0.0
+    # clip the global gradient norm to this value (None: no clipping)
+    clip_norm: Optional[float] = None
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    momentum: float = 0.0  # sgd only
+    nesterov: bool = False  # sgd only
+    # gradient accumulation: apply the averaged update every k train steps (optax.MultiSteps)
+    accumulate_steps: int = 1
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    log_every: int = 50
+    # keep this many most recent checkpoints (the best one is kept apart, in best/)
+    keep_checkpoints: int = 2
+    # the dev metric that selects the best checkpoint, and whether lower or higher is better
+    best_metric: str = "loss"
+    best_mode: Literal["min", "max"] = "min"
+    # progress bar: None = on when stderr is a TTY and CI is not set
+    progress: Optional[bool] = None
+    tensorboard: bool = True
+    plots: bool = True
+
+
+@dataclass
+class DistributedConfig:
+    """Multi-host setup for ``jax.distributed.initialize``.
+
+    Each field may also come from the environment (``JAXRNN_COORDINATOR_ADDRESS``,
+    ``JAXRNN_NUM_PROCESSES``, ``JAXRNN_PROCESS_ID``), which wins over the config so one config
+    serves every process. ``enabled: auto`` initializes when a coordinator address is known.
+    """
+    enabled: Literal["auto", "on", "off"] = "auto"
+    coordinator_address: Optional[str] = None
+    num_processes: Optional[int] = None
+    process_id: Optional[int] = None
+
+
+@dataclass
+class BaseConfig:
+    """Fields every experiment shares. Subclasses add ``data`` and ``model`` sections."""
+    experiment: str = "charlm"
+    seed: int = 0
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+
+# --------------------------------------------------------------------------- validation
+
+_FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = " or ".join(_type_name(a) for a in args)
+        return f"{inner} or null" if len(args) < len(typing.get_args(tp)) else inner
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping ({tp.__name__})"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value, tp, key: str):
+    """Checks ``value`` against annotation ``tp``; returns the (lightly coerced) value."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got null")
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, key)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices and type(value) in {type(c) for c in choices}:
+            return value
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        out = [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        return from_dict(tp, value, prefix=key + ".")
+    if tp is dict or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # PyYAML reads 3e-4 (no dot) as a string; accept numeric strings for float fields.
+        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise TypeError(f"{key}: unsupported annotation {tp!r} in the config schema")
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+
+
+def _fields(cls):
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def from_dict(cls, data: dict, *, prefix: str = ""):
+    """Builds dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    fields = _fields(cls)
+    names = [f.name for f, _ in fields]
+    for k in data:
+        if k not in names:
+            close = difflib.get_close_matches(str(k), names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{prefix}{k}'{hint}; valid keys here: "
+                              + ", ".join(prefix + n for n in names))
+    kwargs = {}
+    for f, tp in fields:
+        if f.name in data:
+            kwargs[f.name] = _convert(data[f.name], tp, prefix + f.name)
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> dict:
+    """The config as plain nested dicts/lists (for YAML and comparisons)."""
+    def conv(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        return v
+    return conv(cfg)
+
+
+def load_yaml(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with open(path) as f:
+        data = yaml.safe_load(f)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def dump_yaml(cfg, path) -> None:
+    """Writes the resolved config (every field, defaults included)."""
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=False)
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(data: dict, overrides) -> dict:
+    """Returns a copy of the nested dict ``data`` with ``key.sub=value`` items set.
+
+    The keys and types are checked when the result is validated against the schema."""
+    import copy
+    data = copy.deepcopy(data)
+    for item in overrides or ():
+        key, value = parse_override(item) if isinstance(item, str) else item
+        parts = key.split(".")
+        node = data
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}: '{'.'.join(parts[:i + 1])}' is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return data
+
+
+def resolve_paths(cfg, root: Optional[Path] = None, *, prefix: str = ""):
+    """Resolves every :func:`data_path` field against the data root and checks it exists.
+
+    Returns a new config with absolute paths. The error names the key and the path."""
+    root = data_root() if root is None else Path(root)
+    changes = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(v):
+            changes[f.name] = resolve_paths(v, root, prefix=key + ".")
+        elif f.metadata.get("data_path"):
+            if v is None or v == "":
+                if f.metadata.get("required", True):
+                    raise ConfigError(f"{key}: a data file is required")
+                continue
+            p = Path(os.path.expanduser(v))
+            if not p.is_absolute():
+                p = root / p
+            if not p.exists():
+                raise ConfigError(
+                    f"{key}: data file not found: {p} (relative paths are resolved against "
+                    f"the data root {root}; set JAXRNN_DATA to change it)")
+            changes[f.name] = str(p.resolve())
+    return dataclasses.replace(cfg, **changes)
+
+
+def relativize_paths(cfg, root: Optional[Path] = None):
+    """The inverse of :func:`resolve_paths` for files under the data root (so a run folder's
+    ``config.yaml`` stays valid when the data root moves); other paths stay absolute."""
+    root = data_root() if root is None else Path(root)
+    changes = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            changes[f.name] = relativize_paths(v, root)
+        elif f.metadata.get("data_path") and v:
+            p = Path(v)
+            if p.is_absolute():
+                try:
+                    changes[f.name] = str(p.relative_to(root))
+                except ValueError:
+                    pass
+    return dataclasses.replace(cfg, **changes)
+
+
+def diff_configs(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    out = []
+    for k in sorted(set(a) | set(b), key=str):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += diff_configs(va, vb, prefix + f"{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return out

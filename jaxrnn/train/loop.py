@@ -1,0 +1,350 @@
+"""The train loop: ``train_and_evaluate(config, workdir)``.
+
+One ``jit``-compiled step (state donated) over a data-parallel mesh, periodic evaluation,
+``metrics.jsonl`` + TensorBoard, a progress bar, orbax checkpoints with exact resume, plots.
+
+Exact resume rests on three rules:
+
+- everything that changes from step to step is in :class:`TrainState` (params, optimizer state,
+  step, the experiment's carried state such as a TBPTT carry, and the running sums of the train
+  metrics since the last log line), and the whole state is checkpointed;
+- the batch of step ``s`` is ``task.train_batch(s)`` (a pure function of the step) and the step's
+  RNG key is ``fold_in(key, s)``;
+- on resume, records and best-checkpoints written after the restored step are dropped, and the
+  run recomputes them bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxrnn.train import config as config_lib
+from jaxrnn.train.checkpoint import Checkpoints
+from jaxrnn.train.config import BaseConfig, ConfigError
+from jaxrnn.train.experiment import Task, load_experiment
+from jaxrnn.train.metrics import MetricsWriter, truncate_metrics
+from jaxrnn.train.optim import make_optimizer, make_schedule
+from jaxrnn.train.sharding import Runtime, make_runtime
+
+__all__ = ["TrainState", "NonFiniteLossError", "load_config", "train_and_evaluate", "Run",
+           "prepare", "CONFIG_FILE"]
+
+CONFIG_FILE = "config.yaml"
+# Changing these on an existing workdir is allowed (they do not change what is computed before
+# the restored step). Anything else must match the workdir's config.
+RESUMABLE_CHANGES = ("train.steps", "train.progress", "train.tensorboard", "train.plots",
+                     "distributed.")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+class TrainState(NamedTuple):
+    """Everything a train step changes. All of it is checkpointed."""
+    step: jax.Array          # int32: train steps done
+    params: Any
+    opt_state: Any
+    task_state: Any          # per-example carried state (TBPTT carry), batch-sharded; () if none
+    sums: dict               # running sums of the train metrics since the last log line
+    count: jax.Array         # int32: steps in ``sums``
+    bad_step: jax.Array      # int32: first step whose loss was not finite, -1 if none
+
+
+# --------------------------------------------------------------------------- configs
+
+def _config_path(arg) -> Path:
+    p = Path(arg)
+    if p.is_file():
+        return p
+    cand = config_lib.repo_root() / "configs" / (arg if str(arg).endswith((".yaml", ".yml"))
+                                                 else f"{arg}.yaml")
+    if cand.is_file():
+        return cand
+    raise ConfigError(f"config file not found: {arg} (also looked for {cand})")
+
+
+def build_config(raw: dict) -> BaseConfig:
+    """Validates a raw dict against its experiment's schema and resolves data paths."""
+    name = raw.get("experiment", BaseConfig.experiment)
+    exp = load_experiment(name)
+    cfg = config_lib.from_dict(exp.Config, raw)
+    if not isinstance(cfg, BaseConfig):
+        raise ConfigError(f"experiment {name!r}: Config must extend jaxrnn.train.BaseConfig")
+    cfg = config_lib.resolve_paths(cfg)
+    check_train_config(cfg)
+    return cfg
+
+
+def check_train_config(cfg: BaseConfig) -> None:
+    t = cfg.train
+    for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every",
+                 "keep_checkpoints"):
+        if getattr(t, name) < 1:
+            raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
+
+
+def load_config(config: Optional[str], overrides: Sequence[str] = (), workdir=None,
+                default: str = "charlm") -> BaseConfig:
+    """The run's config, validated, before anything is compiled.
+
+    - ``workdir`` holding a ``config.yaml`` (a run to resume): that config, with ``overrides``;
+      a ``config`` given as well must agree with it (except ``train.steps`` and display options).
+    - otherwise ``config`` (a path, or a name in ``configs/``; ``default`` when None) with
+      ``overrides``.
+    """
+    saved = Path(workdir) / CONFIG_FILE if workdir is not None else None
+    if saved is not None and saved.is_file():
+        old = config_lib.load_yaml(saved)
+        base = config_lib.load_yaml(_config_path(config)) if config is not None else old
+        cfg = build_config(config_lib.apply_overrides(base, overrides))
+        old_cfg = build_config(old)
+        diffs = [d for d in config_lib.diff_configs(config_lib.to_dict(old_cfg),
+                                                    config_lib.to_dict(cfg))
+                 if not d.startswith(RESUMABLE_CHANGES)]
+        if diffs:
+            raise ConfigError(
+                f"workdir {workdir} holds a run with a different config; resuming it would not "
+                f"continue that run. Differences: " + "; ".join(diffs)
+                + ". Use a new --workdir, or drop the config/--set arguments to resume.")
+        return cfg
+    path = _config_path(config if config is not None else default)
+    return build_config(config_lib.apply_overrides(config_lib.load_yaml(path), overrides))
+
+
+# --------------------------------------------------------------------------- setup
+
+class Run(NamedTuple):
+    """A prepared run: config, runtime, task, optimizer, compiled functions, shardings."""
+    cfg: BaseConfig
+    rt: Runtime
+    task: Task
+    tx: optax.GradientTransformation
+    init_state: Any          # () -> TrainState
+    abstract_state: Any      # TrainState of ShapeDtypeStructs with shardings
+    train_step: Any          # jitted (state, batch) -> state, state donated
+    reset_sums: Any          # jitted state -> state with zeroed metric sums
+
+
+def prepare(cfg: BaseConfig, runtime: Optional[Runtime] = None) -> Run:
+    rt = runtime or make_runtime(cfg.distributed)
+    rt.check_batch(cfg.train.batch_size)
+    exp = load_experiment(cfg.experiment)
+    task = exp.build(cfg, rt)
+    tx = make_optimizer(cfg.optimizer, cfg.train.steps)
+    repl, data_sh = rt.replicated, rt.batch_sharding
+    root = jax.random.PRNGKey(cfg.seed)
+    init_key, step_key = jax.random.split(root)
+
+    host_task_state = task.init_state() if task.init_state is not None else ()
+    batch0 = task.train_batch(0)
+
+    def metric_names():
+        params = jax.eval_shape(task.init, init_key)
+        ts = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
+                          host_task_state)
+        b = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), batch0)
+        out = jax.eval_shape(task.loss, params, ts, b, step_key)
+        loss, (_, metrics) = out
+        if jnp.shape(loss) != ():
+            raise ValueError(f"experiment {cfg.experiment}: loss must be a scalar, got shape "
+                             f"{jnp.shape(loss)}")
+        return sorted(set(metrics) | {"loss"})
+
+    names = metric_names()
+
+    def init_replicated():
+        params = task.init(init_key)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+            task_state=(), sums={k: jnp.zeros((), jnp.float32) for k in names},
+            count=jnp.zeros((), jnp.int32), bad_step=jnp.full((), -1, jnp.int32))
+
+    abstract = jax.eval_shape(init_replicated)
+    ts_abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype, sharding=data_sh),
+        host_task_state)
+    abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl),
+                            abstract)._replace(task_state=ts_abstract)
+    shardings = jax.tree.map(lambda a: a.sharding, abstract)
+
+    def init_state():
+        st = jax.jit(init_replicated, out_shardings=shardings._replace(task_state=()))()
+        return st._replace(task_state=rt.shard_batch(host_task_state))
+
+    def step_fn(state: TrainState, batch) -> TrainState:
+        key = jax.random.fold_in(step_key, state.step)
+        (loss, (task_state, metrics)), grads = jax.value_and_grad(task.loss, has_aux=True)(
+            state.params, state.task_state, batch, key)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = dict(metrics, loss=loss)
+        finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+        ok = finite & (state.bad_step < 0)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+        return TrainState(
+            step=state.step + 1,
+            params=keep(params, state.params),
+            opt_state=keep(opt_state, state.opt_state),
+            task_state=keep(task_state, state.task_state),
+            sums={k: state.sums[k] + jnp.where(ok, jnp.asarray(metrics[k], jnp.float32), 0.0)
+                  for k in names},
+            count=state.count + ok.astype(jnp.int32),
+            bad_step=jnp.where((state.bad_step < 0) & ~finite, state.step, state.bad_step))
+
+    train_step = jax.jit(step_fn, in_shardings=(shardings, data_sh), out_shardings=shardings,
+                         donate_argnums=0)
+
+    def reset(state):
+        return state._replace(sums=jax.tree.map(jnp.zeros_like, state.sums),
+                              count=jnp.zeros_like(state.count))
+
+    reset_sums = jax.jit(reset, in_shardings=(shardings,), out_shardings=shardings,
+                         donate_argnums=0)
+    return Run(cfg, rt, task, tx, init_state, abstract, train_step, reset_sums)
+
+
+def load_params(run: Run, workdir, which: str = "best") -> tuple[Any, int]:
+    """Params from ``workdir``: ``best`` (falls back to ``latest``), ``latest`` or a step."""
+    ck = Checkpoints(workdir)
+    try:
+        params_abs = run.abstract_state.params
+        if which == "best" and ck.best() is not None:
+            params, step, _ = ck.restore_best(params_abs)
+            return params, step
+        step = ck.latest_step() if which in ("best", "latest") else int(which)
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {Path(workdir) / 'checkpoints'}; "
+                                    f"train first with: jaxrnn train --workdir {workdir}")
+        return ck.restore(step, run.abstract_state).params, step
+    finally:
+        ck.close()
+
+
+# --------------------------------------------------------------------------- loop
+
+def _progress_enabled(setting: Optional[bool]) -> bool:
+    if setting is not None:
+        return setting
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return False
+    return sys.stderr.isatty()
+
+
+def _log(msg: str, rt: Runtime) -> None:
+    if rt.is_main:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def train_and_evaluate(cfg: BaseConfig, workdir, *, runtime: Optional[Runtime] = None) -> dict:
+    """Trains ``cfg`` in ``workdir`` (resuming if it holds a checkpoint); returns the final
+    ``{"train": {...}, "dev": {...}}`` metrics."""
+    workdir = Path(workdir).resolve()
+    run = prepare(cfg, runtime)
+    rt, task, t = run.rt, run.task, cfg.train
+    if rt.is_main:
+        workdir.mkdir(parents=True, exist_ok=True)
+        config_lib.dump_yaml(config_lib.relativize_paths(cfg), workdir / CONFIG_FILE)
+
+    ckpt = Checkpoints(workdir, keep=t.keep_checkpoints, best_mode=t.best_mode)
+    start = ckpt.latest_step() or 0
+    if start:
+        state = ckpt.restore(start, run.abstract_state)
+        if int(rt.to_host(state.step)) != start:
+            raise RuntimeError(f"checkpoint {start} holds step {int(rt.to_host(state.step))}")
+        ckpt.rewind(start)
+        if rt.is_main:
+            truncate_metrics(workdir, start)
+        _log(f"resuming {workdir} from step {start}", rt)
+    else:
+        state = run.init_state()
+        if rt.is_main:
+            truncate_metrics(workdir, -1)
+    best = ckpt.best()
+    best_value = None if best is None else best[1].get(t.best_metric)
+
+    writer = MetricsWriter(workdir, tensorboard=t.tensorboard,
+                           resume_step=start if start else None, enabled=rt.is_main)
+    schedule = make_schedule(cfg.optimizer, max(t.steps // cfg.optimizer.accumulate_steps, 1))
+    from tqdm.auto import tqdm
+    bar = tqdm(total=t.steps, initial=start, disable=not (rt.is_main and _progress_enabled(t.progress)),
+               unit="step", dynamic_ncols=True, desc=cfg.experiment)
+    units = task.units
+    last = {"train": {}, "dev": {}}
+    t_log, s_log = time.perf_counter(), start
+    t0 = time.perf_counter()
+
+    def check_finite(step):
+        bad = int(rt.to_host(state.bad_step))
+        if bad >= 0:
+            good = ckpt.latest_step()
+            where = (f"the last good checkpoint is step {good} in {workdir / 'checkpoints'}"
+                     if good else "no checkpoint was written yet")
+            raise NonFiniteLossError(
+                f"non-finite loss or gradient at train step {bad + 1} (detected at step {step}); "
+                f"stopping. Parameters were not updated with it; {where}. Try a lower "
+                f"optimizer.learning_rate or set optimizer.clip_norm.")
+
+    try:
+        for step in range(start + 1, t.steps + 1):
+            batch = rt.shard_batch(task.train_batch(step - 1))
+            state = run.train_step(state, batch)
+            bar.update(1)
+            final = step == t.steps
+            if step % t.log_every == 0 or final:
+                check_finite(step)
+                host = rt.to_host((state.sums, state.count))
+                sums, count = host
+                means = {k: float(v) / max(int(count), 1) for k, v in sums.items()}
+                state = run.reset_sums(state)
+                last["train"] = writer.write(step, "train", means)
+                now = time.perf_counter()
+                rate = (step - s_log) / max(now - t_log, 1e-9)
+                t_log, s_log = now, step
+                extra = {"perf/steps_per_sec": rate,
+                         "optimizer/learning_rate": float(schedule(
+                             (step - 1) // cfg.optimizer.accumulate_steps))}
+                post = {"loss": f"{means['loss']:.4f}"}
+                if units:
+                    extra[f"perf/{units[1]}s_per_sec"] = rate * units[0]
+                    post[f"{units[1]}/s"] = f"{rate * units[0]:,.0f}"
+                writer.scalars(step, extra)
+                bar.set_postfix(post, refresh=False)
+                if bar.disable and (step % (t.log_every * 10) == 0 or final):
+                    _log(f"step {step}/{t.steps} train loss {means['loss']:.4f} "
+                         f"({rate:.2f} steps/s)", rt)
+            if step % t.eval_every == 0 or final:
+                check_finite(step)
+                dev = task.evaluate(state.params, "dev")
+                last["dev"] = writer.write(step, "dev", dev)
+                if t.best_metric not in dev:
+                    raise ConfigError(f"train.best_metric: {t.best_metric!r} is not a dev metric "
+                                      f"of {cfg.experiment} (it reports {sorted(dev)})")
+                _log(f"step {step}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in dev.items()), rt)
+                if ckpt.is_better(dev[t.best_metric], best_value):
+                    best_value = dev[t.best_metric]
+                    ckpt.save_best(step, state.params, dict(dev, step=step))
+            if step % t.checkpoint_every == 0 or final:
+                check_finite(step)
+                writer.sync()
+                ckpt.save(step, state)
+    finally:
+        bar.close()
+        writer.close()
+        ckpt.close()
+    if rt.is_main and t.plots:
+        from jaxrnn.train.plots import plot_metrics
+        plot_metrics(workdir)
+    if t.steps > start:
+        _log(f"trained steps {start + 1}-{t.steps} in {time.perf_counter() - t0:.1f} s; "
+             f"workdir {workdir}", rt)
+    return last
