@@ -188,7 +188,7 @@ def prepare(cfg: BaseConfig, runtime: Optional[Runtime] = None) -> Run:
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = dict(metrics, loss=loss)
-        finite = jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+        finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
         ok = finite & (state.bad_step < 0)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
         return TrainState(
@@ -255,6 +255,8 @@ def train_and_evaluate(cfg: BaseConfig, workdir, *, runtime: Optional[Runtime] =
         workdir.mkdir(parents=True, exist_ok=True)
         config_lib.dump_yaml(config_lib.relativize_paths(cfg), workdir / CONFIG_FILE)
 
+    _log(f"{cfg.experiment}: {rt.num_devices} device(s) over {rt.process_count} process(es), "
+         f"global batch {t.batch_size}", rt)
     ckpt = Checkpoints(workdir, keep=t.keep_checkpoints, best_mode=t.best_mode)
     start = ckpt.latest_step() or 0
     if start:

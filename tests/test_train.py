@@ -1,0 +1,251 @@
+"""The runner end to end on the tiny char-LM config: smoke, exact resume after SIGKILL,
+non-finite loss, several devices and two processes giving the single-device loss curve."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jaxrnn.train import (NonFiniteLossError, load_config, prepare, read_metrics,
+                          train_and_evaluate)
+from jaxrnn.train.checkpoint import Checkpoints
+
+ROOT = Path(__file__).resolve().parents[1]
+# dropout on (the RNG path is tested), a checkpoint every 3 steps (many kill points)
+SETS = ["train.steps=24", "train.checkpoint_every=3", "train.eval_every=12",
+        "train.log_every=2", "model.dropout=0.2"]
+
+
+def _env(**extra):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["CI"] = "true"
+    env.pop("XLA_FLAGS", None)
+    env.update(extra)
+    return env
+
+
+def _cli(workdir, sets=SETS, env=None):
+    return [sys.executable, "-m", "jaxrnn.cli", "train", "charlm_tiny", "--workdir", str(workdir),
+            *[a for s in sets for a in ("--set", s)]]
+
+
+def _final_state(workdir, cfg):
+    run = prepare(cfg)
+    ck = Checkpoints(workdir)
+    try:
+        state = ck.restore(ck.latest_step(), run.abstract_state)
+    finally:
+        ck.close()
+    return jax.tree.map(np.asarray, state)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted single-device run (in this process)."""
+    wd = tmp_path_factory.mktemp("ref")
+    cfg = load_config("charlm_tiny", SETS)
+    last = train_and_evaluate(cfg, wd)
+    return wd, cfg, last
+
+
+def test_smoke_metrics_checkpoints_plots(reference):
+    wd, cfg, last = reference
+    recs = read_metrics(wd)
+    train = [r for r in recs if r["split"] == "train"]
+    dev = [r for r in recs if r["split"] == "dev"]
+    assert [r["step"] for r in train] == list(range(2, 25, 2))
+    assert [r["step"] for r in dev] == [12, 24]
+    assert all(np.isfinite(r["loss"]) for r in recs)
+    # it learns: from ~ln(65) = 4.17 nats/char towards the unigram entropy
+    assert train[0]["loss"] > 3.9 and dev[-1]["loss"] < train[0]["loss"] - 0.3
+    assert dev[-1]["bpc"] == pytest.approx(dev[-1]["loss"] / np.log(2))
+    assert last["dev"]["loss"] == dev[-1]["loss"]
+    assert sorted(os.listdir(wd / "checkpoints")) == ["21", "24"]  # keep_checkpoints=2
+    assert os.listdir(wd / "best") == ["24"]
+    assert (wd / "config.yaml").is_file()
+    from jaxrnn.train import plot_metrics  # the tiny config turns end-of-run plots off
+    assert {p.name for p in plot_metrics(wd)} == {"plot_loss.png", "plot_bpc.png",
+                                                  "plot_perplexity.png"}
+    assert (wd / "plot_loss.png").stat().st_size > 1000
+    # the dev loss equals an independent NumPy evaluation of the best params
+    state = _final_state(wd, cfg)
+    assert _numpy_dev_loss(cfg, state.params) == pytest.approx(dev[-1]["loss"], rel=1e-5)
+
+
+def _numpy_dev_loss(cfg, params):
+    """Float64 NumPy reference of the char-LM's dev loss (2-layer LSTM, rows carry state)."""
+    from experiments.charlm import Vocab, eval_rows, read_text, split_text
+    text = read_text(cfg.data.path)
+    vocab = Vocab("".join(sorted(set(text))))
+    x, y, m = eval_rows(vocab.encode(split_text(text, cfg.data.train_fraction)[1]),
+                        cfg.data.eval_rows, 1)
+    f64 = lambda a: np.asarray(a, np.float64)
+    h = f64(params["embed"])[x]                      # [R, L, E]
+    sig = lambda z: 1 / (1 + np.exp(-z))
+    for p in params["rnn"]:
+        w_ih, w_hh, b = f64(p.w_ih), f64(p.w_hh), f64(p.b)
+        H = w_hh.shape[0]
+        hs, c, out = np.zeros((x.shape[0], H)), np.zeros((x.shape[0], H)), []
+        for t in range(x.shape[1]):
+            z = h[:, t] @ w_ih + hs @ w_hh + b
+            i, f, g, o = sig(z[:, :H]), sig(z[:, H:2 * H]), np.tanh(z[:, 2 * H:3 * H]), sig(z[:, 3 * H:])
+            c = f * c + i * g
+            hs = o * np.tanh(c)
+            out.append(hs)
+        h = np.stack(out, 1)
+    logits = h @ f64(params["head"]["w"]) + f64(params["head"]["b"])
+    logz = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    nll = logz - np.take_along_axis(logits, y[..., None], -1)[..., 0]
+    return float((nll * m).sum() / m.sum())
+
+
+def test_resume_after_sigkill_is_bitwise_equal(reference, tmp_path):
+    ref_wd, cfg, _ = reference
+    wd = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(wd), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 180
+    try:
+        # kill once a few checkpoints exist, mid-run (between or during saves)
+        while time.time() < deadline:
+            steps = [int(s) for s in os.listdir(wd / "checkpoints") if s.isdigit()] \
+                if (wd / "checkpoints").is_dir() else []
+            if steps and max(steps) >= 9:
+                break
+            if proc.poll() is not None:
+                pytest.fail("the run ended before it could be killed: "
+                            + proc.stderr.read().decode()[-2000:])
+            time.sleep(0.05)
+        time.sleep(0.13)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    killed_at = max(int(s) for s in os.listdir(wd / "checkpoints") if s.isdigit())
+    assert killed_at < 24, "killed too late to test resuming"
+    # resume: `jaxrnn train --workdir` on the existing workdir (no config argument)
+    train_and_evaluate(load_config(None, [], wd), wd)
+    a, b = _final_state(ref_wd, cfg), _final_state(wd, cfg)
+    assert int(b.step) == 24
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert x.dtype == y.dtype and np.array_equal(x, y), "resumed state differs"
+    assert (wd / "metrics.jsonl").read_text() == (ref_wd / "metrics.jsonl").read_text()
+    assert os.listdir(wd / "best") == os.listdir(ref_wd / "best")
+
+
+NAN_EXPERIMENT = '''
+"""A linear model whose data turn to NaN at step 7: the runner must stop cleanly."""
+from dataclasses import dataclass, field
+import jax, jax.numpy as jnp, numpy as np
+from jaxrnn.train import BaseConfig, Task
+
+@dataclass
+class Data:
+    nan_from: int = 7
+
+@dataclass
+class Model:
+    size: int = 3
+
+@dataclass
+class Config(BaseConfig):
+    data: Data = field(default_factory=Data)
+    model: Model = field(default_factory=Model)
+
+def build(cfg, rt):
+    n = cfg.model.size
+    def batch(step):
+        x = np.random.default_rng(step).normal(size=(cfg.train.batch_size, n)).astype(np.float32)
+        if step + 1 >= cfg.data.nan_from:
+            x[0, 0] = np.nan
+        return {"x": x, "y": x.sum(1)}
+    def loss(p, state, b, key):
+        return jnp.mean((b["x"] @ p["w"] - b["y"]) ** 2), (state, {})
+    return Task(init=lambda k: {"w": jnp.zeros((n,))}, loss=loss, train_batch=batch,
+                evaluate=lambda p, split="dev": {"loss": float(jnp.sum(p["w"] ** 2))})
+'''
+
+
+def test_nonfinite_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch):
+    pkg = tmp_path / "extexp"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "nanexp.py").write_text(NAN_EXPERIMENT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg_file = tmp_path / "nan.yaml"
+    cfg_file.write_text(textwrap.dedent("""
+        experiment: extexp.nanexp
+        optimizer: {name: sgd, learning_rate: 0.1}
+        train: {steps: 20, batch_size: 4, log_every: 1, eval_every: 100, checkpoint_every: 5,
+                tensorboard: false, plots: false}
+    """))
+    cfg = load_config(str(cfg_file))
+    wd = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"train step 7 .*last good checkpoint is step 5"):
+        train_and_evaluate(cfg, wd)
+    state = _final_state(wd, cfg)
+    assert int(state.step) == 5 and np.all(np.isfinite(state.params["w"]))
+    assert float(np.abs(state.params["w"]).max()) > 0  # it did train before the NaN
+    assert max(r["step"] for r in read_metrics(wd)) == 6  # nothing logged from the bad step
+
+
+def _compare_to_reference(reference, wd, rtol=2e-5):
+    ref_wd, cfg, _ = reference
+    ref, got = read_metrics(ref_wd), read_metrics(wd)
+    assert [(r["step"], r["split"]) for r in got] == [(r["step"], r["split"]) for r in ref]
+    for r, g in zip(ref, got):
+        np.testing.assert_allclose(g["loss"], r["loss"], rtol=rtol, err_msg=str((r, g)))
+    a, b = _final_state(ref_wd, cfg), _final_state(wd, cfg)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-5)
+
+
+def test_four_devices_equal_one(reference, tmp_path):
+    wd = tmp_path / "dp4"
+    env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    probe = "import jax; print(jax.device_count())"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "4"
+    r = subprocess.run(_cli(wd), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "4 device(s) over 1 process(es)" in r.stderr
+    _compare_to_reference(reference, wd)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one(reference, tmp_path):
+    wd = tmp_path / "mp2"
+    port = _free_port()
+    procs = []
+    for pid in range(2):
+        env = _env(JAXRNN_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAXRNN_NUM_PROCESSES="2",
+                   JAXRNN_PROCESS_ID=str(pid))
+        procs.append(subprocess.Popen(_cli(wd), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outs = []
+    for p in procs:
+        try:
+            outs.append(p.communicate(timeout=300)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise
+    for p, o in zip(procs, outs):
+        assert p.returncode == 0, o[-3000:]
+    assert "2 device(s) over 2 process(es)" in outs[0]
+    _compare_to_reference(reference, wd)
