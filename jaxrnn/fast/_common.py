@@ -1,0 +1,138 @@
+"""Shared plumbing of the fast paths: plans, dtypes, argument checks, masks.
+
+A *plan* is the static choice of how a fast kernel runs on a backend: whether the
+input projection is hoisted out of the loop,
+the unroll factors of the forward and backward loops, and rematerialization.
+The defaults per backend come from measurements (see ``docs/benchmarks.md``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Plan(NamedTuple):
+    """How a fast kernel runs (all static).
+
+    Attributes:
+      hoist: compute the input projection of all steps before the loop (one large
+        matmul) instead of one small matmul per step inside it.
+      unroll: time steps per iteration of the forward loop.
+      unroll_bwd: time steps per iteration of the backward loop.
+      remat: save only the carries every step and recompute the gates in the backward
+        pass (less memory: ``2H`` instead of ``G + 2H`` floats per step and example).
+    """
+
+    hoist: bool = True
+    unroll: int = 1
+    unroll_bwd: int = 1
+    remat: bool = False
+
+
+_DEFAULT_PLANS = {}
+
+
+def set_default_plan(platform: str, cell: str, plan: Plan) -> None:
+    """Overrides the plan used for ``cell`` (``"lstm"``/``"gru"``) on ``platform``."""
+    _DEFAULT_PLANS[(platform, cell)] = plan
+
+
+def default_plan(cell: str, batch: int, hidden: int, steps: int) -> Plan:
+    """The measured default plan for the current default backend."""
+    platform = jax.default_backend()
+    if (platform, cell) in _DEFAULT_PLANS:
+        return _DEFAULT_PLANS[(platform, cell)]
+    return _measured_plan(platform, cell, batch, hidden, steps)
+
+
+def _measured_plan(platform: str, cell: str, batch: int, hidden: int, steps: int) -> Plan:
+    # See docs/benchmarks.md, "Choosing the plan", for the measurements behind these.
+    if platform == "cpu":
+        return Plan(hoist=False, unroll=1, unroll_bwd=1)
+    return Plan(hoist=True, unroll=1, unroll_bwd=1)
+
+
+def resolve_plan(plan: Optional[Plan], cell: str, batch: int, hidden: int, steps: int) -> Plan:
+    if plan is None:
+        return default_plan(cell, batch, hidden, steps)
+    for name in ("unroll", "unroll_bwd"):
+        v = getattr(plan, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"Plan.{name} must be a positive integer, got {v!r}")
+    return plan
+
+
+def compute_dtypes(dtype, *arrays):
+    """(matmul operand dtype, accumulator dtype) as ``jaxrnn.cells.base.matmul`` picks them."""
+    if dtype is not None:
+        mm = jnp.dtype(dtype)
+    else:
+        mm = jnp.result_type(*arrays)
+    return mm, jnp.promote_types(mm, jnp.float32)
+
+
+def mm(a, b, mdt, acc):
+    return jnp.matmul(a.astype(mdt), b.astype(mdt), preferred_element_type=acc)
+
+
+def check_batch(name: str, xs, input_size: int):
+    shape = jnp.shape(xs)
+    if len(shape) != 3:
+        raise ValueError(f"{name}: xs must be a batch of sequences [B, T, input], got shape "
+                         f"{tuple(shape)}")
+    if shape[1] == 0:
+        raise ValueError(f"{name}: xs has no time steps (shape {tuple(shape)})")
+    if shape[2] != input_size:
+        raise ValueError(f"{name}: xs has {shape[2]} features on its last axis (shape "
+                         f"{tuple(shape)}) but the params expect input_size={input_size}")
+
+
+def check_lengths(name: str, seq_lengths, batch: int, steps: int):
+    if seq_lengths is None:
+        return None
+    n = jnp.asarray(seq_lengths)
+    if tuple(n.shape) != (batch,):
+        raise ValueError(f"{name}: seq_lengths must have shape ({batch},), got {tuple(n.shape)}")
+    if not jnp.issubdtype(n.dtype, jnp.integer):
+        raise TypeError(f"{name}: seq_lengths must be integers, got dtype {n.dtype}")
+    if not isinstance(n, jax.core.Tracer):
+        v = np.asarray(n)
+        if v.size and (v.min() < 0 or v.max() > steps):
+            raise ValueError(f"{name}: seq_lengths must lie in [0, {steps}], got values from "
+                             f"{v.min()} to {v.max()}")
+    return n.astype(jnp.int32)
+
+
+def check_carry_leaf(name: str, what: str, leaf, batch: int, width: int):
+    if tuple(jnp.shape(leaf)) != (batch, width):
+        raise ValueError(f"{name}: carry.{what} must have shape ({batch}, {width}), got "
+                         f"{tuple(jnp.shape(leaf))}")
+
+
+def step_mask(lengths, steps: int):
+    """``[T, B, 1]`` booleans: step t of example b is valid."""
+    return (jnp.arange(steps)[:, None] < lengths[None, :])[:, :, None]
+
+
+def shifted(seq, first, reverse: bool):
+    """The value before each step: ``seq`` moved one step along the loop's direction,
+    with ``first`` (the initial carry) at the loop's first step."""
+    if reverse:
+        return jnp.concatenate([seq[1:], first[None]], 0)
+    return jnp.concatenate([first[None], seq[:-1]], 0)
+
+
+def sigmoid_tanh_consts(n_sig_before: int, n_tanh: int, n_sig_after: int, width: int):
+    """Per-column (scale, offset) so that ``scale * tanh(scale * z) + offset`` is
+    ``sigmoid(z)`` on sigmoid columns (sigmoid(z) = 0.5 tanh(z / 2) + 0.5) and ``tanh(z)``
+    on tanh columns: every gate activation in one elementwise pass."""
+    half = np.full(width, 0.5, np.float32)
+    one = np.ones(width, np.float32)
+    zero = np.zeros(width, np.float32)
+    scale = np.concatenate([half] * n_sig_before + [one] * n_tanh + [half] * n_sig_after)
+    offset = np.concatenate([half] * n_sig_before + [zero] * n_tanh + [half] * n_sig_after)
+    return scale, offset
