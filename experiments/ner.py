@@ -1,0 +1,65 @@
+"""Named-entity recognition with a BiLSTM-CRF, English (WNUT-17) or Chinese (Weibo).
+
+``data.format`` picks the input layout and with it the model's tokens:
+
+- ``columns``: ``token<TAB>tag`` per line, BIO tags (``wnut17/``): word embeddings + a
+  character CNN/BiLSTM per word, as in ``pos``;
+- ``chars``: one character per line, ``char[digit]<TAB>tag`` (``weibo_ner/``; the digit, a
+  word-position from an automatic segmenter, is ignored): character + character-bigram
+  embeddings, as in ``cws``.
+
+The CRF forbids invalid BIO transitions (``I-X`` after ``O`` or after another type).
+
+Metrics (dev, and ``jaxrnn evaluate --data FILE`` for any file of the same layout): entity
+precision, recall and F1 with exact span and type, as conlleval computes them (percent), per-type
+F1 and token accuracy. ``jaxrnn predict --input FILE`` reads raw text, one sentence a line
+(whitespace-tokenized for ``columns``; characters, whitespace ignored, for ``chars``), and writes
+``token<TAB>tag`` lines with a blank line after each sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from jaxrnn.text import Vocab, entity_prf, read_chars, read_columns
+from jaxrnn.text.tagger import (BatchConfig, CharInput, Tagger, TaggerConfig, WordInput,
+                                tagging_task)
+from jaxrnn.train.config import BaseConfig, TrainConfig, data_path
+
+
+@dataclass
+class DataConfig:
+    train: str = data_path("wnut17/wnut17train.conll")
+    dev: str = data_path("wnut17/emerging.dev.conll")
+    format: Literal["columns", "chars"] = "columns"
+    batching: BatchConfig = field(default_factory=BatchConfig)
+
+
+@dataclass
+class Config(BaseConfig):
+    experiment: str = "ner"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: TaggerConfig = field(default_factory=TaggerConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(best_metric="f1",
+                                                                   best_mode="max"))
+
+
+def write_columns(tokens, tags) -> str:
+    return "".join(f"{w}\t{t}\n" for w, t in zip(tokens, tags)) + "\n"
+
+
+def build(cfg: Config, runtime):
+    chars = cfg.data.format == "chars"
+    read = read_chars if chars else read_columns
+    train, dev = read(cfg.data.train), read(cfg.data.dev)
+    tokens = [s.tokens for s in train]
+    inp = CharInput(tokens, cfg.model) if chars else WordInput(tokens, cfg.model)
+    tags = Vocab.build((t for s in train for t in s.tags), specials=())
+    model = Tagger(inp, cfg.model, tags, "BIO")
+    tokenize = (lambda line: [c for c in line if not c.isspace()]) if chars else str.split
+    return tagging_task(
+        model=model, train=train, dev=dev, batch_size=cfg.train.batch_size,
+        batching=cfg.data.batching, seed=cfg.seed, runtime=runtime, read_file=read,
+        score=lambda gold, pred: entity_prf((s.tags for s in gold), pred),
+        tokenize=tokenize, write=write_columns)

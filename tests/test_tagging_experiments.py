@@ -1,0 +1,123 @@
+"""Smoke tests of the tagging experiments (cws, pos, ner): a tiny model on tiny generated
+files trains through the runner and its loss falls; evaluate --data and predict work."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxrnn import cli, text
+from jaxrnn.train import load_config, prepare, read_metrics
+
+LEXICON = ["中国", "人民", "好", "我们", "喜欢", "北京", "的", "天气", "很", "研究生"]
+
+
+def _cws_files(tmp_path, rng):
+    def sentence():
+        words = [LEXICON[i] for i in rng.integers(0, len(LEXICON), rng.integers(2, 5))]
+        return "".join(f"{i}\t{w}\t_\tX\tX\t_\t0\troot\t_\t_\n" for i, w in enumerate(words, 1))
+    for name, n in (("train.conll", 64), ("dev.conll", 8)):
+        (tmp_path / name).write_text("\n".join(sentence() for _ in range(n)), encoding="utf-8")
+    (tmp_path / "raw.txt").write_text("我们喜欢北京\n\n中国 人民好\n", encoding="utf-8")
+    return {"data.train": tmp_path / "train.conll", "data.dev": tmp_path / "dev.conll"}
+
+
+WORDS = {"DET": ["the", "a"], "NOUN": ["dog", "cat", "Park"], "VERB": ["runs", "sees"],
+         "ADJ": ["big", "Red"]}
+
+
+def _pos_files(tmp_path, rng):
+    def sentence():
+        tags = ["DET", "ADJ", "NOUN", "VERB"][:rng.integers(2, 5)]
+        rows = [f"{i}\t{WORDS[t][rng.integers(len(WORDS[t]))]}\t_\t{t}\t_\t_\t0\tx\t_\t_"
+                for i, t in enumerate(tags, 1)]
+        rows.insert(1, "2-3\tfoo\t_\t_\t_\t_\t_\t_\t_\t_")   # a multiword token line
+        return "# text = x\n" + "\n".join(rows) + "\n"
+    for name, n in (("train.conllu", 64), ("dev.conllu", 8)):
+        (tmp_path / name).write_text("\n".join(sentence() for _ in range(n)), encoding="utf-8")
+    (tmp_path / "raw.txt").write_text("the dog runs\n", encoding="utf-8")
+    return {"data.train": tmp_path / "train.conllu", "data.dev": tmp_path / "dev.conllu"}
+
+
+def _ner_files(tmp_path, rng, chars=False):
+    names = ["Paris", "London"] if not chars else ["北京", "上海"]
+    filler = ["I", "like", "in", "now"] if not chars else ["我", "爱", "在", "了"]
+
+    def sentence():
+        toks = [(filler[rng.integers(4)], "O") for _ in range(rng.integers(1, 4))]
+        name = names[rng.integers(2)]
+        ent = list(name) if chars else [name]
+        toks += [(t, ("B-" if i == 0 else "I-") + "LOC") for i, t in enumerate(ent)]
+        toks += [(filler[rng.integers(4)], "O")]
+        return "".join(f"{t}{'0' if chars else ''}\t{g}\n" for t, g in toks)
+    for name, n in (("train.txt", 64), ("dev.txt", 8)):
+        (tmp_path / name).write_text("\n".join(sentence() for _ in range(n)), encoding="utf-8")
+    (tmp_path / "raw.txt").write_text("我 爱北京\n" if chars else "I like Paris\n",
+                                      encoding="utf-8")
+    return {"data.train": tmp_path / "train.txt", "data.dev": tmp_path / "dev.txt",
+            **({"data.format": "chars", "model.bigram_size": 8} if chars else {})}
+
+
+CASES = {
+    "cws": ("cws_tiny", _cws_files),
+    "pos": ("pos_tiny", _pos_files),
+    "ner": ("ner_tiny", _ner_files),
+    "ner_chars": ("ner_tiny", lambda p, r: _ner_files(p, r, chars=True)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_tagging_experiment_trains_evaluates_and_predicts(case, tmp_path, capsys):
+    config, make = CASES[case]
+    files = make(tmp_path, np.random.default_rng(0))
+    sets = [f"{k}={v}" for k, v in files.items()] + [
+        "train.steps=30", "train.log_every=5", "train.eval_every=30", "train.batch_size=16",
+        "optimizer.learning_rate=0.01", "model.dropout=0.0",
+        # one padded length (one compilation) for every batch of these short sentences
+        "data.batching.bucket_width=16", "data.batching.eval_batch_size=16"]
+    args = sum((["--set", s] for s in sets), [])
+    workdir = tmp_path / "run"
+    assert cli.main(["train", config, "--workdir", str(workdir)] + args) == 0
+    losses = [r["loss"] for r in read_metrics(workdir) if r.get("split") == "train"
+              and "loss" in r]
+    assert len(losses) == 6 and losses[-1] < 0.6 * losses[0], losses
+    capsys.readouterr()
+
+    assert cli.main(["evaluate", "--workdir", str(workdir), "--data",
+                     str(files["data.dev"])]) == 0
+    out = json.loads(capsys.readouterr().out)
+    metric = "accuracy" if case == "pos" else "f1"
+    assert out["split"] == "file" and 0 <= out[metric] <= 100
+
+    pred = tmp_path / "pred.txt"
+    assert cli.main(["predict", "--workdir", str(workdir), "--input",
+                     str(tmp_path / "raw.txt"), "--output", str(pred)]) == 0
+    written = pred.read_text(encoding="utf-8")
+    if case == "cws":
+        lines = written.split("\n")
+        assert lines[1] == "" and "".join(lines[0].split()) == "我们喜欢北京"
+        assert "".join(lines[2].split()) == "中国人民好"
+    else:
+        rows = [l.split("\t") for l in written.strip().split("\n")]
+        want = {"pos": ["the", "dog", "runs"], "ner": ["I", "like", "Paris"],
+                "ner_chars": list("我爱北京")}[case]
+        assert [r[0] for r in rows] == want and all(len(r) == 2 for r in rows)
+
+
+def test_cws_reader_makes_bmes_from_gold_words(tmp_path):
+    from experiments import cws
+    files = _cws_files(tmp_path, np.random.default_rng(1))
+    gold = text.read_conllx(files["data.train"])
+    chars = cws.read(files["data.train"])
+    assert len(gold) == len(chars)
+    for g, c in zip(gold, chars):
+        assert text.bmes_to_words(c.tokens, c.tags) == list(g.tokens)
+    assert cws.score(chars, [s.tags for s in chars])["f1"] == 100.0
+
+
+def test_config_errors_name_the_key():
+    from jaxrnn.train.config import ConfigError
+    with pytest.raises(ConfigError, match="model.bigram_sise"):
+        load_config("cws_tiny", ["model.bigram_sise=3"])
+    with pytest.raises(ConfigError, match="data.format"):
+        load_config("ner_tiny", ["data.format=bio"])
