@@ -1,0 +1,203 @@
+"""Encoder-decoder RNN with optional attention, as pure functions over one example.
+
+Encoder: embeddings -> ``jr.stack`` of ``enc_layers`` bidirectional layers (padded sources,
+``seq_lengths``). Decoder: ``dec_layers`` cells advanced by ONE ``cell.step`` per output token in
+:meth:`Seq2Seq.step`; the same step serves teacher forcing (:meth:`Seq2Seq.teacher_forced`, a
+``lax.scan`` over the target) and autoregressive decoding (:meth:`Seq2Seq.decode_fn` for
+:mod:`jaxrnn.seq2seq.decode`). Luong et al. (2015) layout, for every scoring function:
+
+    x_t   = [E y_{t-1} ; h~_{t-1}]                  (input feeding; [E y_{t-1}] without it)
+    h_t   = cells.step(h_{t-1}, x_t)
+    c_t   = attend(h_t, memory, mask)               (attention: additive / general / dot)
+          = [h_fw_last ; h_bw_last]                 (attention="none": one fixed summary, Cho et al. 2014)
+    h~_t  = tanh(W_c [c_t ; h_t] + b_c)
+    p(y_t) = softmax(W_o h~_t + b_o)
+
+The decoder's initial hidden state is ``tanh(W_b [h_fw_last ; h_bw_last] + b_b)`` in every layer
+(other carry fields, e.g. the LSTM cell state, start at zero). Batches are ``vmap``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxrnn as jr
+from jaxrnn.seq2seq import attention as attention_lib
+
+__all__ = ["Seq2Seq", "Context", "DecoderState", "CELLS", "ATTENTIONS"]
+
+CELLS = {"lstm": jr.lstm, "gru": jr.gru}
+ATTENTIONS = ("additive", "general", "dot", "none")
+
+
+class Context(NamedTuple):
+    """What the decoder reads from the source at every step (constant while decoding)."""
+    memory: jax.Array     # [S, M] encoder outputs (zeros at padding)
+    keys: Any             # attention.prepare(memory)
+    mask: jax.Array       # [S] bool, True at real source positions
+    summary: jax.Array    # [M] final forward and backward states of the last encoder layer
+
+
+class DecoderState(NamedTuple):
+    carries: tuple        # one carry per decoder layer
+    feed: jax.Array       # [H] h~ of the previous step (input feeding); zeros at the start
+
+
+def _dense(key, n_in, n_out):
+    lim = np.sqrt(6.0 / (n_in + n_out))
+    return {"w": jax.random.uniform(key, (n_in, n_out), jnp.float32, -lim, lim),
+            "b": jnp.zeros((n_out,), jnp.float32)}
+
+
+def _apply(p, x):
+    return x @ p["w"] + p["b"]
+
+
+class Seq2Seq:
+    """The model's pure functions; ``params`` is a dict built by :meth:`init`."""
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, *, embed_size: int = 128,
+                 hidden_size: int = 256, enc_layers: int = 1, dec_layers: int = 1,
+                 cell: str = "lstm", attention: str = "additive", attn_size: Optional[int] = None,
+                 input_feeding: bool = True, dropout: float = 0.0, cell_options: dict = None):
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+        if enc_layers < 1 or dec_layers < 1:
+            raise ValueError("enc_layers and dec_layers must be >= 1")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        opts = dict(cell_options or {})
+        make = CELLS[cell]
+        self.encoder = jr.stack([jr.bidirectional(make(hidden_size, **opts))
+                                 for _ in range(enc_layers)], dropout=dropout)
+        self.cells = [make(hidden_size, **opts) for _ in range(dec_layers)]
+        if attention == "additive":
+            self.att = attention_lib.additive(attn_size or hidden_size)
+        elif attention in ("general", "dot"):
+            self.att = attention_lib.multiplicative(attention)
+        else:
+            self.att = None
+        self.Vs, self.Vt, self.E, self.H = src_vocab, tgt_vocab, embed_size, hidden_size
+        self.M = self.encoder.output_size
+        self.input_feeding, self.dropout = input_feeding, dropout
+
+    # ----------------------------------------------------------------------- params
+
+    def init(self, key):
+        ks = jax.random.split(key, 8 + len(self.cells))
+        E, H, M = self.E, self.H, self.M
+        x_size = E + (H if self.input_feeding else 0)
+        dec, size = [], x_size
+        for k, c in zip(ks[8:], self.cells):
+            dec.append(c.init(k, size))
+            size = c.output_size
+        return {
+            "src_embed": jax.random.normal(ks[0], (self.Vs, E), jnp.float32) * E ** -0.5,
+            "tgt_embed": jax.random.normal(ks[1], (self.Vt, E), jnp.float32) * E ** -0.5,
+            "encoder": self.encoder.init(ks[2], E),
+            "bridge": _dense(ks[3], M, H),
+            "decoder": tuple(dec),
+            "attention": self.att.init(ks[4], H, M) if self.att else {},
+            "combine": _dense(ks[5], M + H, H),
+            "out": _dense(ks[6], H, self.Vt),
+        }
+
+    # ----------------------------------------------------------------------- encoder
+
+    def encode(self, params, src, src_len, key=None):
+        """One source ``src`` ``[S]`` ids of which the first ``src_len`` are real ->
+        ``(Context, DecoderState)``."""
+        S = src.shape[0]
+        x = params["src_embed"][src]
+        k_in = k_rnn = None
+        if key is not None:
+            k_in, k_rnn = jax.random.split(key)
+            x = jr.dropout(k_in, x, self.dropout)
+        memory, carries = self.encoder.apply(params["encoder"], x, seq_lengths=src_len,
+                                             key=k_rnn)
+        c_fw, c_bw = carries[-1]
+        summary = jnp.concatenate([self._out(c_fw), self._out(c_bw)], axis=-1)
+        mask = jnp.arange(S) < src_len
+        keys = self.att.prepare(params["attention"], memory) if self.att else ()
+        h0 = jnp.tanh(_apply(params["bridge"], summary))
+        carries = tuple(self._with_h(c.initial_carry(p), h0)
+                        for c, p in zip(self.cells, params["decoder"]))
+        state = DecoderState(carries, jnp.zeros((self.H,), jnp.float32))
+        return Context(memory, keys, mask, summary), state
+
+    def _out(self, carry):
+        return carry.h
+
+    @staticmethod
+    def _with_h(carry, h):
+        return carry._replace(h=h.astype(carry.h.dtype))
+
+    # ----------------------------------------------------------------------- decoder
+
+    def step(self, params, context: Context, state: DecoderState, token, key=None):
+        """ONE decoder step for one example: previous token id -> ``(h~ [H], state, weights
+        [S])``. Logits are :meth:`logits` of ``h~``."""
+        x = params["tgt_embed"][token]
+        if self.input_feeding:
+            x = jnp.concatenate([x, state.feed], axis=-1)
+        keys = [None] * (len(self.cells) + 1) if key is None else list(
+            jax.random.split(key, len(self.cells) + 1))
+        new = []
+        for i, (cell, p, c) in enumerate(zip(self.cells, params["decoder"], state.carries)):
+            x = jr.dropout(keys[i], x, self.dropout) if keys[i] is not None else x
+            c = cell.step(p, c, x)
+            x = cell.output(c)
+            new.append(c)
+        h = x
+        if self.att is not None:
+            ctx, w = self.att.attend(params["attention"], h, context.memory, context.keys,
+                                     context.mask)
+        else:
+            ctx, w = context.summary, jnp.zeros(context.mask.shape, jnp.float32)
+        ht = jnp.tanh(_apply(params["combine"], jnp.concatenate([ctx, h], axis=-1)))
+        return ht, DecoderState(tuple(new), ht), w
+
+    def logits(self, params, ht, key=None):
+        if key is not None:
+            ht = jr.dropout(key, ht, self.dropout)
+        return _apply(params["out"], ht)
+
+    def teacher_forced(self, params, src, src_len, tgt_in, key=None):
+        """Logits ``[T, V]`` for the target prefix ``tgt_in`` ``[T]`` (``<s> y_1 .. y_{T-1}``),
+        one :meth:`step` per position under ``lax.scan``; also the attention weights ``[T, S]``."""
+        keys = (None,) * 3 if key is None else jax.random.split(key, 3)
+        context, state = self.encode(params, src, src_len, keys[0])
+        T = tgt_in.shape[0]
+        if key is None:
+            def body(s, tok):
+                ht, s, w = self.step(params, context, s, tok)
+                return s, (ht, w)
+            _, (hts, ws) = jax.lax.scan(body, state, tgt_in)
+        else:
+            def body(s, inp):
+                tok, k = inp
+                ht, s, w = self.step(params, context, s, tok, k)
+                return s, (ht, w)
+            _, (hts, ws) = jax.lax.scan(body, state, (tgt_in, jax.random.split(keys[1], T)))
+        return self.logits(params, hts, keys[2]), ws
+
+    # ----------------------------------------------------------------------- decoding
+
+    def start(self, params, src, src_len):
+        """A batch of sources ``[B, S]``, lengths ``[B]`` -> ``(state, context)`` for
+        :func:`~jaxrnn.seq2seq.decode.greedy` / :func:`~jaxrnn.seq2seq.decode.beam_search`."""
+        context, state = jax.vmap(lambda s, n: self.encode(params, s, n))(src, src_len)
+        return state, context
+
+    def decode_fn(self, params):
+        """``step_fn(tokens [N], state, context) -> (log_probs [N, V], state)`` for the decoders."""
+        def one(tok, state, context):
+            ht, state, _ = self.step(params, context, state, tok)
+            return jax.nn.log_softmax(self.logits(params, ht)), state
+        return jax.vmap(one)
