@@ -3,6 +3,7 @@
     jaxrnn train [CONFIG] [--workdir DIR] [--set key=value ...]
     jaxrnn evaluate --workdir DIR [--data FILE] [--checkpoint best|latest|STEP]
     jaxrnn generate --workdir DIR [--prompt TEXT] [--length N] [--temperature T] [--seed S]
+    jaxrnn generate --workdir DIR --input TEXT     (conditional models, e.g. translation)
     jaxrnn predict  --workdir DIR --input FILE [--output FILE]
     jaxrnn plot     --workdir DIR
 
@@ -55,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--length", type=int, default=500)
     g.add_argument("--temperature", type=float, default=0.8)
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--input", default=None,
+                   help="a source text for conditional models (e.g. a sentence to translate); "
+                        "passed as the prompt, and only the output is printed")
 
     pr = sub.add_parser("predict", help="write predictions for an input file (if the "
                                         "experiment implements it)")
@@ -134,12 +138,14 @@ def _run(args) -> int:
         return 0
     if args.command == "generate":
         gen = _require(run.task, "generate", exp)
-        sys.stdout.write(args.prompt)
+        prompt = args.prompt if args.input is None else args.input
+        if args.input is None:
+            sys.stdout.write(args.prompt)
 
         def emit(piece):
             sys.stdout.write(piece)
             sys.stdout.flush()
-        gen(params, prompt=args.prompt, length=args.length, temperature=args.temperature,
+        gen(params, prompt=prompt, length=args.length, temperature=args.temperature,
             seed=args.seed, emit=emit)
         sys.stdout.write("\n")
         return 0
