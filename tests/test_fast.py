@@ -3,8 +3,8 @@
 Outputs, final carries and the gradients of every parameter, of the inputs and of the
 initial carry, for the plain LSTM and the GRU (reset_after=True), with padding
 (seq_lengths) and reverse, under every plan (hoisted or in-loop projection, unroll,
-remat), in float32 (rtol 1e-5) and float64 (rtol 1e-10, which checks the hand-derived
-backward pass exactly), under jit and under an outer vmap. The reference gradients come
+remat, chunked weight gradients), in float32 (rtol 1e-5) and float64 (rtol 1e-10,
+which checks the hand-derived backward pass exactly), under jit and under an outer vmap. The reference gradients come
 from JAX's autodiff of jr.scan, independent of the custom VJP under test.
 """
 
@@ -30,7 +30,7 @@ CELLS = {
 PLANS = [
     Plan(hoist=True, unroll=1, unroll_bwd=1),
     Plan(hoist=False, unroll=3, unroll_bwd=2),              # unroll not dividing T
-    Plan(hoist=False, unroll=2, unroll_bwd=1, remat=True),
+    Plan(hoist=False, unroll=2, unroll_bwd=1, remat=True, chunk=3),  # 2 chunks + 1 step
 ]
 
 

@@ -25,12 +25,17 @@ class Plan(NamedTuple):
       unroll_bwd: time steps per iteration of the backward loop.
       remat: save only the carries every step and recompute the gates in the backward
         pass (less memory: ``2H`` instead of ``G + 2H`` floats per step and example).
+      chunk: when > 0, the backward pass computes the weight gradients every ``chunk``
+        steps (one matmul over ``chunk * B`` rows) instead of once after the loop over all
+        ``T * B`` rows, so the gate gradients of only ``chunk`` steps are alive at once.
+        With ``remat`` this bounds the backward pass's memory for long sequences.
     """
 
     hoist: bool = True
     unroll: int = 1
     unroll_bwd: int = 1
     remat: bool = False
+    chunk: int = 0
 
 
 _DEFAULT_PLANS = {}
@@ -50,15 +55,26 @@ def default_plan(cell: str, batch: int, hidden: int, steps: int) -> Plan:
 
 
 def _measured_plan(platform: str, cell: str, batch: int, hidden: int, steps: int) -> Plan:
-    # See docs/benchmarks.md, "Choosing the plan", for the measurements behind these.
+    """Defaults from measurements (docs/benchmarks.md, "Choosing the plan").
+
+    CPU (XLA:CPU, YNNPACK matmuls): the input projection inside the loop beats the
+    hoisted one at every benchmark size (the hoisted ``[T*B, I] @ [I, G]`` result makes
+    a large buffer that each step then streams through memory, while the in-loop matmul
+    reads ``x_t`` hot from cache); unrolling pays only when a step is tiny (B*H <= 4096,
+    e.g. B=1, H=64: 10-15% faster at unroll 8) and costs compile time elsewhere.
+    GPU: cuDNN's order, the projection as one large matmul before the loop.
+    """
     if platform == "cpu":
-        return Plan(hoist=False, unroll=1, unroll_bwd=1)
+        unroll = 8 if batch * hidden <= 4096 else 1
+        return Plan(hoist=False, unroll=unroll, unroll_bwd=unroll)
     return Plan(hoist=True, unroll=1, unroll_bwd=1)
 
 
 def resolve_plan(plan: Optional[Plan], cell: str, batch: int, hidden: int, steps: int) -> Plan:
     if plan is None:
         return default_plan(cell, batch, hidden, steps)
+    if isinstance(plan.chunk, bool) or not isinstance(plan.chunk, (int, np.integer)) or plan.chunk < 0:
+        raise ValueError(f"Plan.chunk must be a non-negative integer, got {plan.chunk!r}")
     for name in ("unroll", "unroll_bwd"):
         v = getattr(plan, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -136,3 +152,43 @@ def sigmoid_tanh_consts(n_sig_before: int, n_tanh: int, n_sig_after: int, width:
     scale = np.concatenate([half] * n_sig_before + [one] * n_tanh + [half] * n_sig_after)
     offset = np.concatenate([half] * n_sig_before + [zero] * n_tanh + [half] * n_sig_after)
     return scale, offset
+
+
+def bptt(body, carry, seqs, chunk_grads, grads0, steps: int, chunk: int, loop_reverse: bool,
+         unroll: int):
+    """The backward loop, whole or in chunks of ``chunk`` steps.
+
+    ``body(carry, s) -> (carry, outs)`` is one step of the reverse recursion over the
+    time-major sequences ``seqs`` (a pytree; None leaves allowed).
+    ``chunk_grads(seqs_chunk, outs_chunk) -> (grads, per_step)`` turns a run of steps'
+    outputs into weight-gradient contributions (summed over chunks, starting at
+    ``grads0``) and per-step results (concatenated back in time order).
+    Returns ``(carry, grads, per_step)``.
+    """
+    tmap = jax.tree.map
+    if chunk <= 0 or chunk >= steps:
+        carry, outs = jax.lax.scan(body, carry, seqs, reverse=loop_reverse, unroll=unroll)
+        grads, per_step = chunk_grads(seqs, outs)
+        return carry, tmap(jnp.add, grads0, grads), per_step
+    n, r = divmod(steps, chunk)
+    # The loop runs from the end when loop_reverse: full chunks there, the rest at t < r.
+    lo, hi = (r, steps) if loop_reverse else (0, n * chunk)
+    full = tmap(lambda a: a[lo:hi].reshape((n, chunk) + a.shape[1:]), seqs)
+
+    def outer(state, s):
+        c, g = state
+        c, outs = jax.lax.scan(body, c, s, reverse=loop_reverse, unroll=unroll)
+        dg, per = chunk_grads(s, outs)
+        return (c, tmap(jnp.add, g, dg)), per
+
+    (carry, grads), per_full = jax.lax.scan(outer, (carry, grads0), full, reverse=loop_reverse)
+    per_full = tmap(lambda a: a.reshape((n * chunk,) + a.shape[2:]), per_full)
+    if not r:
+        return carry, grads, per_full
+    rest = tmap(lambda a: a[:r] if loop_reverse else a[n * chunk:], seqs)
+    carry, outs = jax.lax.scan(body, carry, rest, reverse=loop_reverse, unroll=unroll)
+    dg, per_rest = chunk_grads(rest, outs)
+    grads = tmap(jnp.add, grads, dg)
+    order = (lambda a, b: (b, a)) if loop_reverse else (lambda a, b: (a, b))
+    per_step = tmap(lambda a, b: jnp.concatenate(order(a, b), 0), per_full, per_rest)
+    return carry, grads, per_step

@@ -129,18 +129,26 @@ def _make_core(plan: Plan, reverse: bool, masked: bool, mdt, acc):
             dh_prev = mm(du, w_hh.T, mdt, acc) + direct
             return dh_prev, (da, du)
 
-        seqs = (dhs, gates, h_prev, xs if plan.remat else None, mask)
-        dh0, (das, dus) = lax.scan(body, dhT.astype(acc), seqs, reverse=not reverse,
-                                   unroll=plan.unroll_bwd)
-        # The weight gradients: one large matmul over all T*B gate gradients each.
-        dam, dum = das.astype(mdt), dus.astype(mdt)
-        dw_ih = jnp.einsum("tbi,tbg->ig", xs.astype(mdt), dam, preferred_element_type=acc)
-        dw_hh = jnp.einsum("tbh,tbg->hg", h_prev.astype(mdt), dum, preferred_element_type=acc)
-        db_ih = jnp.sum(das, axis=(0, 1))
-        db_hh = jnp.sum(dus, axis=(0, 1))
-        dxs = jnp.einsum("tbg,ig->tbi", dam, w_ih.astype(mdt), preferred_element_type=acc)
+        seqs = (dhs, gates, h_prev, xs, mask)
+
+        def chunk_grads(s, outs):
+            # Weight gradients as one large matmul over all (chunk) steps' T*B gate gradients.
+            _, _, hp, x, _ = s
+            das, dus = outs
+            dam, dum = das.astype(mdt), dus.astype(mdt)
+            dw_ih = jnp.einsum("tbi,tbg->ig", x.astype(mdt), dam, preferred_element_type=acc)
+            dw_hh = jnp.einsum("tbh,tbg->hg", hp.astype(mdt), dum, preferred_element_type=acc)
+            db_ih = jnp.sum(das, axis=(0, 1))
+            db_hh = jnp.sum(dus, axis=(0, 1))
+            dx = jnp.einsum("tbg,ig->tbi", dam, w_ih.astype(mdt), preferred_element_type=acc)
+            return (dw_ih, dw_hh, db_ih, db_hh), dx.astype(xs.dtype)
+
+        grads0 = tuple(jnp.zeros(a.shape, acc) for a in (w_ih, w_hh, b_ih, b_hh))
+        dh0, (dw_ih, dw_hh, db_ih, db_hh), dxs = _common.bptt(
+            body, dhT.astype(acc), seqs, chunk_grads, grads0, xs.shape[0], plan.chunk,
+            not reverse, plan.unroll_bwd)
         return (dw_ih.astype(w_ih.dtype), dw_hh.astype(w_hh.dtype), db_ih.astype(b_ih.dtype),
-                db_hh.astype(b_hh.dtype), dxs.astype(xs.dtype), dh0.astype(h0.dtype), None)
+                db_hh.astype(b_hh.dtype), dxs, dh0.astype(h0.dtype), None)
 
     core.defvjp(core_fwd, core_bwd)
     return core

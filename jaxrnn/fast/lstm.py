@@ -95,12 +95,14 @@ def _make_core(plan: Plan, reverse: bool, masked: bool, mdt, acc):
             if masked:
                 h_new = jnp.where(m_t, h_new, h)
                 c_new = jnp.where(m_t, c_new, c)
+            # With gradients: also the cell state *entering* the step (c_{t-1}, what the
+            # backward pass needs; c_t is the next step's c_{t-1} or the final carry).
             if not save:
                 out = h_new
             elif store_gates:
-                out = (h_new, c_new, a)
+                out = (h_new, c, a)
             else:
-                out = (h_new, c_new)
+                out = (h_new, c)
             return (h_new, c_new), out
 
         (hT, cT), out = lax.scan(body, (h0, c0), (seq, mask), reverse=reverse,
@@ -114,20 +116,19 @@ def _make_core(plan: Plan, reverse: bool, masked: bool, mdt, acc):
 
     def core_fwd(w_ih, w_hh, b, xs, h0, c0, mask):
         hT, cT, out = forward(w_ih, w_hh, b, xs, h0, c0, mask, save=True)
-        return (out[0], hT, cT), (w_ih, w_hh, b, xs, h0, c0, mask) + tuple(out)
+        return (out[0], hT, cT), (w_ih, w_hh, b, xs, h0, c0, mask, cT) + tuple(out)
 
     def core_bwd(res, cts):
-        w_ih, w_hh, b, xs, h0, c0, mask, hs, cs = res[:9]
-        gates = None if plan.remat else res[9]
+        w_ih, w_hh, b, xs, h0, c0, mask, c_final, hs, c_prev = res[:10]
+        gates = None if plan.remat else res[10]
         dhs, dhT, dcT = cts
         scale, offset = consts(h0.shape[-1])
         bb = b.astype(acc)
         h_prev = _common.shifted(hs, h0, reverse)
-        c_prev = _common.shifted(cs, c0, reverse)
 
         def body(carry, s):
-            dh, dc = carry
-            dy, a, c, cp, hp, x_t, m = s
+            dh, dc, c = carry          # c: the cell state after this step
+            dy, a, cp, hp, x_t, m = s
             cp = cp.astype(acc)
             if plan.remat:   # recompute this step's gates from the stored carries
                 z = mm(hp, w_hh, mdt, acc) + mm(x_t, w_ih, mdt, acc) + bb
@@ -147,20 +148,28 @@ def _make_core(plan: Plan, reverse: bool, masked: bool, mdt, acc):
             dh_prev = mm(dz, w_hh.T, mdt, acc)
             if masked:
                 dh_prev = dh_prev + jnp.where(m, 0.0, dh)
-            return (dh_prev, dc_prev), dz
+            return (dh_prev, dc_prev, cp), dz
 
-        seqs = (dhs, gates, cs, c_prev,
-                h_prev if plan.remat else None, xs if plan.remat else None, mask)
-        (dh0, dc0), dzs = lax.scan(body, (dhT.astype(acc), dcT.astype(acc)), seqs,
-                                   reverse=not reverse, unroll=plan.unroll_bwd)
-        # The weight gradients: one large matmul over all T*B gate gradients each.
-        dzm = dzs.astype(mdt)
-        dw_hh = jnp.einsum("tbh,tbg->hg", h_prev.astype(mdt), dzm, preferred_element_type=acc)
-        dw_ih = jnp.einsum("tbi,tbg->ig", xs.astype(mdt), dzm, preferred_element_type=acc)
-        db = jnp.sum(dzs, axis=(0, 1))
-        dxs = jnp.einsum("tbg,ig->tbi", dzm, w_ih.astype(mdt), preferred_element_type=acc)
+        seqs = (dhs, gates, c_prev, h_prev, xs, mask)
+
+        def chunk_grads(s, dzs):
+            # Weight gradients as one large matmul over all (chunk) steps' T*B gate gradients.
+            _, _, _, hp, x, _ = s
+            dzm = dzs.astype(mdt)
+            dw_hh = jnp.einsum("tbh,tbg->hg", hp.astype(mdt), dzm, preferred_element_type=acc)
+            dw_ih = jnp.einsum("tbi,tbg->ig", x.astype(mdt), dzm, preferred_element_type=acc)
+            db = jnp.sum(dzs, axis=(0, 1))
+            dx = jnp.einsum("tbg,ig->tbi", dzm, w_ih.astype(mdt), preferred_element_type=acc)
+            return (dw_ih, dw_hh, db), dx.astype(xs.dtype)
+
+        G = w_hh.shape[1]
+        grads0 = (jnp.zeros(w_ih.shape, acc), jnp.zeros(w_hh.shape, acc), jnp.zeros((G,), acc))
+        carry0 = (dhT.astype(acc), dcT.astype(acc), c_final.astype(acc))
+        (dh0, dc0, _), (dw_ih, dw_hh, db), dxs = _common.bptt(
+            body, carry0, seqs, chunk_grads, grads0, xs.shape[0], plan.chunk, not reverse,
+            plan.unroll_bwd)
         return (dw_ih.astype(w_ih.dtype), dw_hh.astype(w_hh.dtype), db.astype(b.dtype),
-                dxs.astype(xs.dtype), dh0.astype(h0.dtype), dc0.astype(c0.dtype), None)
+                dxs, dh0.astype(h0.dtype), dc0.astype(c0.dtype), None)
 
     core.defvjp(core_fwd, core_bwd)
     return core
