@@ -12,7 +12,7 @@ per-utterance normalized, ``stack`` frames per step), computed once in JAX and k
 
 Model: ``model.num_layers`` bidirectional layers -> linear to 11 outputs (blank = 0, digit d =
 d + 1) -> ``jaxrnn.heads.ctc.ctc_loss``. Metrics: CTC loss, digit error rate (edit distance /
-reference digits) with greedy decoding, utterance accuracy; on ``test`` also the digit error
+reference digits) with greedy decoding, CTC loss in nats per reference digit, utterance accuracy; on ``test`` also the digit error
 rate with prefix beam search (``data.beam_width``).
 
 Run: ``jaxrnn train configs/connected.yaml --workdir runs/connected``;
@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.digits import (AugmentConfig, Encoder, FeatureConfig, augment, crop,
+from experiments.digits import (AugmentConfig, Encoder, FeatureConfig, augment,
                                  linear_init, list_recordings, pad_batch, signals_features)
 from jaxrnn import audio
 from jaxrnn.heads import ctc

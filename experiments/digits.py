@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -210,7 +210,7 @@ class Encoder:
 
     def __init__(self, cell: str, hidden: int, num_layers: int, dropout: float, fast: bool):
         if num_layers < 1 or hidden < 1:
-            raise ConfigError(f"model.num_layers and model.hidden_size must be >= 1")
+            raise ConfigError("model.num_layers and model.hidden_size must be >= 1")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
         self.cell = jr.gru(hidden) if cell == "gru" else jr.lstm(hidden)

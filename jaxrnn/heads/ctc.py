@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -130,7 +129,3 @@ def error_rate(refs: Sequence[Sequence], hyps: Sequence[Sequence]) -> float:
         raise ValueError("error_rate: the references are all empty")
     return sum(edit_distance(r, h) for r, h in zip(refs, hyps)) / n
 
-
-def log_softmax(logits):
-    """``jax.nn.log_softmax`` over the last axis (for decoding logits)."""
-    return jax.nn.log_softmax(jnp.asarray(logits), axis=-1)
