@@ -164,6 +164,46 @@ def test_bfloat16_compute(cell_name):
         assert float(jnp.max(jnp.abs(a - b))) <= 5e-2 * scale
 
 
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("cell_name", sorted(CELLS))
+def test_fast_scan_is_jr_scan_under_every_transformation(cell_name, reverse):
+    """fast.scan has jr.scan's one-sequence contract: alone, under vmap (one batch kernel),
+    grad of vmap, vmap of grad (per-example gradients), and vmap over params (ensembles)."""
+    cell = CELLS[cell_name]()
+    params, xs, carry = _random_problem(cell, batch=5)
+    n = jnp.array([7, 2, 0, 3, 5])
+    tol = dict(rtol=1e-5, atol=1e-5)
+
+    def batched(scan_fn):
+        def f(p):
+            return jax.vmap(lambda x, c, l: scan_fn(cell, p, x, c, seq_lengths=l,
+                                                    reverse=reverse))(xs, carry, n)
+        return f
+
+    ref, got = batched(jr.scan), batched(fast.scan)
+    chex.assert_trees_all_close(got(params), ref(params), **tol)
+    loss = lambda f: lambda p: sum(jnp.sum(jnp.sin(a)) for a in jax.tree.leaves(f(p)))
+    chex.assert_trees_all_close(jax.jit(jax.grad(loss(got)))(params),
+                                jax.grad(loss(ref))(params), **tol)
+    # Under grad(vmap) the kernel runs once on the whole time-major batch [T, B, I].
+    assert f"f32[{T},5,{I}]" in str(jax.make_jaxpr(jax.grad(loss(got)))(params))
+    # One sequence, and its gradient.
+    one = lambda s: lambda p: s(cell, p, xs[1], seq_lengths=n[1], reverse=reverse)
+    chex.assert_trees_all_close(one(fast.scan)(params), one(jr.scan)(params), **tol)
+    chex.assert_trees_all_close(jax.grad(loss(one(fast.scan)))(params),
+                                jax.grad(loss(one(jr.scan)))(params), **tol)
+    # Per-example gradients: vmap(grad).
+    def per_example(s):
+        g = jax.grad(lambda p, x: jnp.sum(s(cell, p, x, reverse=reverse)[0] ** 2))
+        return jax.vmap(g, in_axes=(None, 0))(params, xs)
+    chex.assert_trees_all_close(per_example(fast.scan), per_example(jr.scan), **tol)
+    # An ensemble: params batched as well.
+    ens = jax.tree.map(lambda a: jnp.stack([a, 0.5 * a]), params)
+    def ensemble(s):
+        return jax.vmap(lambda q: jax.vmap(lambda x: s(cell, q, x, reverse=reverse))(xs))(ens)
+    chex.assert_trees_all_close(ensemble(fast.scan), ensemble(jr.scan), **tol)
+
+
 def test_supports_and_errors():
     assert fast.supports(jr.lstm(8)) and fast.supports(jr.gru(8))
     assert not fast.supports(jr.lstm(8, peephole=True))
@@ -180,6 +220,10 @@ def test_supports_and_errors():
         fast.lstm_layer(params, jnp.zeros((B, T, I + 1)))
     with pytest.raises(ValueError, match=r"seq_lengths must lie in \[0, 7\]"):
         fast.lstm_layer(params, jnp.zeros((B, T, I)), seq_lengths=jnp.array([1, 2, 8]))
+    with pytest.raises(TypeError, match="Python bool"):
+        fast.scan(cell, params, jnp.zeros((T, I)), reverse=jnp.array(True))
+    with pytest.raises(ValueError, match="no fast path"):
+        fast.scan(jr.simple_rnn(H), None, jnp.zeros((T, I)))
     with pytest.raises(ValueError, match="peephole"):
         fast.lstm_layer(jr.lstm(H, peephole=True).init(jax.random.PRNGKey(0), I),
                         jnp.zeros((B, T, I)))
