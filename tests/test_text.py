@@ -194,13 +194,25 @@ def test_embedding_word_dropout():
 def test_char_features_ignore_padding(make):
     f = make()
     p = f.init(jax.random.PRNGKey(0))
+    apply = jax.jit(f.apply)
     word = jnp.array([3, 4, 5, 0, 0, 0])
     other_pad = jnp.array([3, 4, 5, 7, 8, 9])               # garbage beyond the length
-    a = f.apply(p, word, 3)
+    a = apply(p, word, 3)
     assert a.shape == (f.output_size,)
-    np.testing.assert_allclose(a, f.apply(p, other_pad, 3), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(a, f.apply(p, word[:3], 3), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(f.apply(p, word, 0), np.zeros(f.output_size))
-    g = jax.grad(lambda q: jnp.sum(jax.vmap(lambda w, n: f.apply(q, w, n))(
-        jnp.stack([word, word]), jnp.array([3, 0]))))(p)
+    np.testing.assert_allclose(a, apply(p, other_pad, 3), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(a, apply(p, word[:3], 3), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(apply(p, word, 0), np.zeros(f.output_size))
+    g = jax.jit(jax.grad(lambda q: jnp.sum(jax.vmap(lambda w, n: f.apply(q, w, n))(
+        jnp.stack([word, word]), jnp.array([3, 0])))))(p)
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(g))
+
+
+def test_char_input_normalization_and_bigrams():
+    from jaxrnn.text.tagger import CharInput, TaggerConfig
+    inp = CharInput([list("年2015ＡＢ")], TaggerConfig(bigram_size=4, char_classes=True))
+    x = inp.encode(list("年3ｃ"))           # NFKC: full-width to ASCII; then digit and letter classes
+    assert inp.chars.decode(x["uni"]) == ["年", "0", "a"]
+    assert inp.bigrams.decode(x["bi_l"]) == ["<s>年", "年0", "0a"]
+    assert inp.bigrams.decode(x["bi_r"]) == ["年0", "0a", "a</s>"]
+    plain = CharInput([list("ab")], TaggerConfig())
+    assert plain.chars.decode(plain.encode(list("ac"))["uni"]) == ["a", "<unk>"]

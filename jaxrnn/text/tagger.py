@@ -43,6 +43,8 @@ class TaggerConfig:
     # char-level tasks: left and right character-bigram embeddings (0: none)
     bigram_size: int = 0
     bigram_min_count: int = 1
+    # char-level tasks: ASCII digits share one embedding, and so do ASCII letters (after NFKC)
+    char_classes: bool = False
     # word-level tasks: word table on lowercased forms, digits mapped to 0
     lowercase: bool = True
     normalize_digits: bool = True
@@ -88,7 +90,7 @@ class CharInput:
 
     def __init__(self, train: Sequence[Sequence[str]], cfg: TaggerConfig):
         self.cfg = cfg
-        norm = [[normalize_char(c) for c in s] for s in train]
+        norm = [self.normalize(s) for s in train]
         self.chars = Vocab.build((c for s in norm for c in s), cfg.min_count)
         self.uni = embed.embedding(len(self.chars), cfg.embed_size, unk_id=self.chars.unk_id,
                                    dropout_probs=self.chars.dropout_probs(cfg.word_dropout))
@@ -103,6 +105,13 @@ class CharInput:
             size += 2 * cfg.bigram_size
         self.output_size = size
 
+    def normalize(self, chars: Sequence[str]) -> list[str]:
+        out = [normalize_char(c) for c in chars]
+        if self.cfg.char_classes:
+            out = ["0" if c.isascii() and c.isdigit() else
+                   "a" if c.isascii() and c.isalpha() else c for c in out]
+        return out
+
     @staticmethod
     def _bigrams(chars):
         ext = ["<s>"] + list(chars) + ["</s>"]
@@ -110,7 +119,7 @@ class CharInput:
         return bis, (bis[:-1], bis[1:])
 
     def encode(self, tokens: Sequence[str]) -> dict:
-        chars = [normalize_char(c) for c in tokens]
+        chars = self.normalize(tokens)
         out = {"uni": self.chars.encode(chars)}
         if self.bigrams is not None:
             _, (left, right) = self._bigrams(chars)
