@@ -72,6 +72,10 @@ def _parse_args(argv=None):
     p.add_argument("--parallel-size", default="16:64:256", help="B:I:H for the min_gru benchmark")
     p.add_argument("--parallel-t", default=",".join(map(str, PARALLEL_T)))
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--clock", choices=("wall", "process"), default="wall",
+                   help="wall: elapsed time (the default). process: CPU time of the whole "
+                        "process, for single-core runs on a busy machine (taskset -c 0 ... "
+                        "--threads 1), where it counts the work done and not the waiting")
     p.add_argument("--xla-flags", default=None, help="appended to XLA_FLAGS before JAX starts")
     p.add_argument("--json", default="runs/bench/rnn.json", help="where to write the results")
     args = p.parse_args(argv)
@@ -233,17 +237,21 @@ def _make_torch_impl(cell_name, dims, dtype_name):
 
 # --------------------------------------------------------------------------- timing
 
-def _time_round_robin(impls, warmup, repeats):
+_CLOCK = {"wall": time.perf_counter, "process": time.process_time}
+
+
+def _time_round_robin(impls, warmup, repeats, clock="wall"):
     """impls: {name: callable}. Returns {name: [seconds]} with calls interleaved."""
+    now = _CLOCK[clock]
     for f in impls.values():
         for _ in range(warmup):
             f()
     times = {n: [] for n in impls}
     for _ in range(repeats):
         for n, f in impls.items():
-            t0 = time.perf_counter()
+            t0 = now()
             f()
-            times[n].append(time.perf_counter() - t0)
+            times[n].append(now() - t0)
     return times
 
 
@@ -253,7 +261,8 @@ def _machine():
             "cpu_count": os.cpu_count(), "jax": jax.__version__,
             "jax_backend": jax.default_backend(),
             "devices": [str(d) for d in jax.devices()],
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -307,7 +316,7 @@ def run_rnn(args, results):
                         built[name] = impl
                 for mode in modes:
                     fns = {n: impl[mode][0] for n, impl in built.items()}
-                    times = _time_round_robin(fns, args.warmup, args.repeats)
+                    times = _time_round_robin(fns, args.warmup, args.repeats, args.clock)
                     row = {"size": size_name, "B": dims[0], "T": dims[1], "I": dims[2],
                            "H": dims[3], "cell": cell_name, "dtype": dtype_name, "mode": mode,
                            "median_ms": {n: 1e3 * statistics.median(t) for n, t in times.items()},
@@ -396,7 +405,7 @@ def run_parallel(args, results):
                               ("gru jr.scan", seq_loss(gru, False), p_gru)):
             c = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(p, xs).compile()
             fns[name] = (lambda c=c, p=p: jax.block_until_ready(c(p, xs)))
-        times = _time_round_robin(fns, args.warmup, max(3, args.repeats // 2))
+        times = _time_round_robin(fns, args.warmup, max(3, args.repeats // 2), args.clock)
         med = {n: 1e3 * statistics.median(t) for n, t in times.items()}
         row = {"B": B, "T": T, "I": I, "H": H, "median_ms": med,
                "speedup_vs_gru_fast": med["gru jaxrnn (fast)"] / med["min_gru parallel"],
