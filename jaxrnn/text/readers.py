@@ -9,6 +9,7 @@ sentences.
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Sequence
 
@@ -147,18 +148,33 @@ def read_columns(path, scheme: Optional[str] = "BIO") -> list[Sentence]:
     return out
 
 
+def _one_character(chars: str) -> bool:
+    """One user-perceived character: one code point, or one followed by combining marks,
+    variation selectors or joiners, or a run of U+FFFD (an emoji's surrogate pair decoded
+    lossily, as in the published Weibo NER files)."""
+    if len(chars) == 1:
+        return True
+    if set(chars) == {"\ufffd"}:
+        return True
+    return all(unicodedata.category(c) in ("Mn", "Me", "Cf") for c in chars[1:])
+
+
+_CHAR_TOKEN = re.compile(r"^(.+?)([0-9]*)$", re.S)
+
+
 def read_chars(path, scheme: Optional[str] = "BIO", keep_positions: bool = False
                ) -> list[Sentence]:
     """One character per line, ``char[digits] TAB tag`` (the Weibo NER layout: the optional
-    digits after the character are its position in an automatically segmented word). The
-    digits are dropped unless ``keep_positions`` (then tokens are ``(char, position)``)."""
+    digits after the character are its position in an automatically segmented word; a digit
+    character with a position reads ``00``). The digits are dropped unless ``keep_positions``
+    (then tokens are ``(char, position)``)."""
     rows = read_columns(path, scheme)
     out = []
     for s in rows:
         toks = []
         for i, tok in enumerate(s.tokens):
-            ch, rest = tok[0], tok[1:]
-            if rest and not rest.isdigit():
+            ch, rest = _CHAR_TOKEN.match(tok).groups()
+            if not _one_character(ch):
                 raise FormatError(path, s.line + i, f"expected one character (and optionally "
                                                     f"its position digits), got {tok!r}")
             toks.append((ch, int(rest) if rest else -1) if keep_positions else ch)

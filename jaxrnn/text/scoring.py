@@ -131,7 +131,7 @@ def chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
 
 def entity_prf(gold: Iterable[Sequence[str]], pred: Iterable[Sequence[str]]) -> dict:
     """Entity-level P/R/F1 with exact span and type (conlleval), plus per-type F1
-    (``f1/<type>``) and token accuracy."""
+    (``f1_<type>``; no slash, since metric names become file names) and token accuracy."""
     correct, n_pred, n_gold = Counter(), Counter(), Counter()
     right = total = 0
     for k, (g, p) in enumerate(zip(gold, pred, strict=True)):
@@ -149,5 +149,5 @@ def entity_prf(gold: Iterable[Sequence[str]], pred: Iterable[Sequence[str]]) -> 
     out = prf(sum(correct.values()), sum(n_pred.values()), sum(n_gold.values()))
     out["accuracy"] = 100.0 * right / total if total else 0.0
     for t in sorted(set(n_gold) | set(n_pred)):
-        out[f"f1/{t}"] = prf(correct[t], n_pred[t], n_gold[t])["f1"]
+        out[f"f1_{t}"] = prf(correct[t], n_pred[t], n_gold[t])["f1"]
     return out
