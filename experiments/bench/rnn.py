@@ -78,6 +78,8 @@ def _parse_args(argv=None):
                         "--threads 1), where it counts the work done and not the waiting")
     p.add_argument("--xla-flags", default=None, help="appended to XLA_FLAGS before JAX starts")
     p.add_argument("--json", default="runs/bench/rnn.json", help="where to write the results")
+    p.add_argument("--render", default=None, metavar="JSON",
+                   help="print the Markdown tables of a saved run and exit")
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.dtypes, args.repeats, args.warmup = "small,mid", "float32", 5, 2
@@ -158,18 +160,17 @@ def _make_jax_impls(name, cell_name, dims, dtype_name, key):
         fparams = rnn.init(jax.random.PRNGKey(1), xs)
         return _jax_impl(lambda p, x: rnn.apply(p, x), fparams, xs)
     if name == "jax-cudnn":
-        if cell_name != "lstm" or jax.default_backend() != "gpu":
+        # cuDNN's LSTM through jax.experimental.rnn (GPU only; float32 weights).
+        if cell_name != "lstm" or jax.default_backend() != "gpu" or compute is not None:
             return None
         from jax.experimental import rnn as xrnn
-        dt = compute or jnp.float32
-        weights = xrnn.init_lstm_weight(jax.random.PRNGKey(1), I, H, 1, False).astype(jnp.float32)
+        weights = xrnn.init_lstm_weight(jax.random.PRNGKey(1), I, H, 1, False)
         lengths = jnp.full((B,), T, jnp.int32)
-        h0 = jnp.zeros((1, B, H), dt)
+        h0 = jnp.zeros((1, B, H), jnp.float32)
 
         def cudnn(w, x):
-            y, _, _ = xrnn.lstm(x.astype(dt), h0, h0, lengths, w.astype(dt), num_layers=1,
-                                dropout_probability=0.0, bidirectional=False,
-                                input_size=I, hidden_size=H)
+            y, _, _ = xrnn.lstm(x, h0, h0, w, lengths, input_size=I, hidden_size=H,
+                                num_layers=1, dropout=0.0, bidirectional=False)
             return y
         return _jax_impl(cudnn, weights, xs)
     raise ValueError(name)
@@ -421,6 +422,20 @@ def run_parallel(args, results):
     return rows
 
 
+def parallel_table(rows):
+    names = list(rows[0]["median_ms"]) if rows else []
+    head = ["(B, T, I, H)"] + [f"{n} ms" for n in names] + [
+        "speed-up vs fast GRU", "vs jr.scan GRU", "vs sequential min_gru"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [f"({r['B']}, {r['T']}, {r['I']}, {r['H']})"]
+        cells += [_fmt_ms(r["median_ms"][n]).strip() for n in names]
+        cells += [f"{r['speedup_vs_gru_fast']:.2f}x", f"{r['speedup_vs_gru_scan']:.2f}x",
+                  f"{r['speedup_vs_min_gru_sequential']:.2f}x"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _write(path, results):
     if not path:
         return
@@ -431,6 +446,19 @@ def _write(path, results):
 
 def main(argv=None):
     args = _parse_args(argv)
+    if args.render:
+        with open(args.render) as f:
+            saved = json.load(f)
+        m = saved.get("machine", {})
+        print(f"machine: {m.get('cpu', '')} {m.get('gpu', '')}, {m.get('cpu_count')} cores, "
+              f"jax {m.get('jax')} ({m.get('jax_backend')}), flax {m.get('flax')}, torch "
+              f"{m.get('torch')} ({m.get('torch_threads')} threads), clock "
+              f"{saved.get('args', {}).get('clock', 'wall')}, load {m.get('loadavg_start')}")
+        if saved.get("rnn"):
+            print("\n" + table(saved["rnn"]))
+        if saved.get("parallel"):
+            print("\n" + parallel_table(saved["parallel"]))
+        return
     if args.xla_flags:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
     try:
