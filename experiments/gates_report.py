@@ -1,27 +1,31 @@
 """Why gates matter: runs the whole sweep and regenerates the tables and figures of docs/gates.md.
 
     python -m experiments.gates_report                      # train what is missing, then report
-    python -m experiments.gates_report --jobs 14 --platform cpu --only adding,copy
+    python -m experiments.gates_report --jobs 13 --platform cpu --only adding,copy
     python -m experiments.gates_report --report-only        # tables and figures from finished runs
 
-The sweep (every run is ``jaxrnn train``'s runner on a config of ``configs/`` with ``--set``
-overrides, listed in each run's ``config.yaml`` and in ``spec.json``):
+The sweep (every run is the ``jaxrnn train`` runner on a config of ``configs/`` with ``--set``
+overrides, kept in each run's ``config.yaml`` and ``spec.json``):
 
-- adding (``configs/adding.yaml``), T = 50, 100, 200, 400, 600, and copy memory
+- ``adding`` (``configs/adding.yaml``), T = 50, 100, 200, 400, 600, and ``copy``
   (``configs/copy.yaml``), T = 100, 200, 500, 1000: simple_rnn (tanh), lstm, lstm_peephole,
-  lstm_coupled (CIFG), gru, min_gru, min_lstm, seeds 0 and 1, the same steps and batch; hidden
-  sizes chosen so every model has about the recurrent parameters of a 64-unit LSTM (one layer;
-  two layers for min_gru / min_lstm, whose single layer has no recurrent weights at all);
-- MNIST-1D (``configs/mnist1d.yaml``): simple_rnn, lstm, gru, bidirectional lstm and gru, a
-  2-layer bidirectional gru, seeds 0, 1, 2.
+  lstm_coupled (CIFG), gru, min_gru, min_lstm, 500 steps of batch 32 each; hidden sizes chosen
+  so every model has about the recurrent parameters of a 64-unit LSTM (one layer; two for
+  min_gru / min_lstm, whose single layer has no recurrent weights at all); seeds 0 and 1 up
+  to T = 200, seed 0 beyond (the compute budget);
+- ``adding_long``: adding at T = 100 with 3000 steps for simple_rnn, lstm and gru;
+- ``mnist1d`` (``configs/mnist1d.yaml``): simple_rnn, lstm, gru, bidirectional lstm and gru,
+  a 2-layer bidirectional gru, seeds 0, 1, 2.
 
-Each run's workdir (``runs/gates/<task>/<run>/``) gets, besides the runner's files,
+Each run's workdir (``runs/gates/<group>/<run>/``) gets, besides the runner's files,
 ``result.json`` (dev and test metrics of the best dev checkpoint, parameter count, wall time)
-and, for adding and copy, ``gradient_flow.json`` / ``gradient_flow.png``: the mean over 32 test
-sequences of ||dL/dh_t|| against t for the untrained (initial) and the trained parameters
-(:func:`jaxrnn.analysis.gradient_norms`). A run with a ``result.json`` is not run again.
+and, for the synthetic tasks, ``gradient_flow.json`` / ``gradient_flow.png``: the mean over 32
+test sequences of ||dL/dh_t|| against t for the untrained (initial) and trained parameters
+(:func:`jaxrnn.analysis.gradient_norms`). A run with a ``result.json`` is not run again; an
+interrupted one resumes from its last checkpoint.
 
-The report: the tables between the ``results`` markers of ``docs/gates.md`` and the figures
+The report: each group's table between its ``<!-- results:GROUP:begin/end -->`` markers in
+``docs/gates.md`` (groups without results are left as they are), and the figures
 ``docs/gates_loss_vs_T.png`` and ``docs/gates_gradient_flow.png``.
 """
 
@@ -69,12 +73,17 @@ MNIST_MODELS = {
 }
 MNIST_SEEDS = (0, 1, 2)
 
-GROUPS = ("adding", "copy", "mnist1d")
-INPUT_SIZE = {"adding": 2, "copy": 10}
+# a longer budget for one length: does the ordering change when the cells get 6x the steps?
+LONGER = {"T": 100, "steps": 3000, "cells": ("simple_rnn", "lstm", "gru"), "seeds": (0,)}
+
+GROUPS = ("adding", "copy", "adding_long", "mnist1d")
+INPUT_SIZE = {"adding": 2, "copy": 10, "adding_long": 2}
 CONFIG = {"adding": "configs/adding.yaml", "copy": "configs/copy.yaml",
+          "adding_long": "configs/adding.yaml",
           "mnist1d": "configs/mnist1d.yaml"}
 # published reference (Bai, Kolter & Koltun 2018, Table 1; generic recurrent baselines)
 BAI_2018 = {"adding": {"T": 600, "lstm": 0.164, "gru": 5.3e-5, "simple_rnn": 0.177},
+            "adding_long": {"T": 600, "lstm": 0.164, "gru": 5.3e-5, "simple_rnn": 0.177},
             "copy": {"T": 1000, "lstm": 0.0204, "gru": 0.0197, "simple_rnn": 0.0202}}
 
 
@@ -96,7 +105,9 @@ class RunSpec:
         """A rough relative cost, to start the longest runs first."""
         if self.group == "mnist1d":
             return 40.0 * (2 if "model.num_layers=2" in self.overrides else 1)
-        return float(self.T + (20 if self.group == "copy" else 0))
+        steps = next((int(o.split("=")[1]) for o in self.overrides
+                      if o.startswith("train.steps=")), 500)
+        return float(self.T + (20 if self.group == "copy" else 0)) * steps / 500
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -138,6 +149,18 @@ def sweep(groups=GROUPS, seeds=None, steps: Optional[int] = None, lengths=None,
                             f"model.num_layers={L}", f"model.parallel={str(parallel).lower()}",
                             f"seed={s}",
                             "train.progress=false"] + extra, T=T))
+        elif group == "adding_long":
+            T = LONGER["T"]
+            for cell in (cells or LONGER["cells"]):
+                if cell not in LONGER["cells"]:
+                    continue
+                H = matched_hidden(cell, INPUT_SIZE[group], LAYERS.get(cell, 1))
+                for s in (seeds or LONGER["seeds"]):
+                    specs.append(RunSpec(group, cell, s, CONFIG[group], [
+                        f"data.seq_len={T}", f"model.cell={cell}", f"model.hidden_size={H}",
+                        f"model.num_layers={LAYERS.get(cell, 1)}", f"seed={s}",
+                        f"train.steps={steps or LONGER['steps']}", "train.progress=false"],
+                        T=T))
         elif group == "mnist1d":
             for label, ov in MNIST_MODELS.items():
                 if cells and label not in cells:
@@ -190,13 +213,19 @@ def gradient_flow(cfg, params, n: int = 32) -> dict:
     return out
 
 
+def _visible(values):
+    """Norms that underflowed float32 (0, or denormals) are not drawn: the line just stops."""
+    v = np.asarray(values, np.float64)
+    return np.where(v > 1e-37, v, np.nan)
+
+
 def plot_gradient_flow(flow: dict, path: Path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for which, style in (("untrained", "--"), ("trained", "-")):
-        ax.semilogy(flow["t"], np.maximum(flow[which], 1e-30), style, label=which)
+        ax.semilogy(flow["t"], _visible(flow[which]), style, label=which)
     ax.set_xlabel("t")
     ax.set_ylabel("mean ||dL/dh_t||")
     ax.set_title(title)
@@ -222,7 +251,7 @@ def run_one(spec: RunSpec, workdir: Path) -> dict:
     result = {"spec": asdict(spec), "step": step, "train_seconds": wall,
               "params": int(sum(np.prod(np.shape(a)) for a in __import__("jax").tree.leaves(params))),
               "dev": run.task.evaluate(params, "dev"), "test": run.task.evaluate(params, "test")}
-    if spec.group in ("adding", "copy"):
+    if spec.group in ("adding", "copy", "adding_long"):
         flow = gradient_flow(cfg, params)
         (workdir / "gradient_flow.json").write_text(json.dumps(flow))
         plot_gradient_flow(flow, workdir / "gradient_flow.png",
@@ -328,7 +357,7 @@ def longdep_table(results, group: str) -> tuple[str, dict]:
                                next(o for o in sp["overrides"]
                                     if o.startswith("model.num_layers")).split("=")[1])
         secs += r["train_seconds"]
-    metric = "MSE" if group == "adding" else "cross-entropy"
+    metric = "cross-entropy" if group == "copy" else "MSE"
     head = "| cell | hidden x layers | params | " + " | ".join(f"T={T}" for T in Ts) + " |"
     lines = [head, "|" + "---|" * (3 + len(Ts))]
     for cell in LONGDEP_CELLS:
@@ -390,8 +419,14 @@ def figure_loss_vs_T(summaries: dict, path: Path) -> None:
             mean = np.array([p[1][0] for p in pts])
             lo = np.array([p[1][1] for p in pts])
             hi = np.array([p[1][2] for p in pts])
-            line, = ax.plot(x, mean, "o-", label=cell, markersize=4)
+            line, = ax.plot(x, mean, "o-", label=cell, markersize=4,
+                            color=f"C{LONGDEP_CELLS.index(cell)}")
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
+        if g == "adding" and "adding_long" in summaries:
+            for (cell, T), v in sorted(summaries["adding_long"]["stats"].items()):
+                ax.plot([T], [np.mean(v)], "*", markersize=12,
+                        color=f"C{LONGDEP_CELLS.index(cell)}",
+                        label=f"{cell}, {LONGER['steps']} steps")
         bt = sorted(s["baseline"])
         ax.plot(bt, [s["baseline"][T] for T in bt], "k--", label="memoryless baseline")
         ref = BAI_2018[g]
@@ -409,7 +444,8 @@ def figure_loss_vs_T(summaries: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def figure_gradient_flow(results, path: Path, picks=(("adding", 200), ("copy", 200))) -> bool:
+def figure_gradient_flow(results, path: Path,
+                         picks=(("adding", 200), ("adding", 600), ("adding_long", 100))) -> bool:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -422,6 +458,7 @@ def figure_gradient_flow(results, path: Path, picks=(("adding", 200), ("copy", 2
                 flows[(sp["group"], sp["T"], sp["label"])] = json.loads(p.read_text())
     if not flows:
         return False
+    picks = [p for p in picks if any(k[:2] == p for k in flows)]
     fig, axes = plt.subplots(len(picks), 2, figsize=(11, 3.8 * len(picks)), dpi=100,
                              squeeze=False)
     for row, (g, T) in zip(axes, picks):
@@ -430,8 +467,11 @@ def figure_gradient_flow(results, path: Path, picks=(("adding", 200), ("copy", 2
                 f = flows.get((g, T, cell))
                 if f is None:
                     continue
-                ax.semilogy(f["t"], np.maximum(f[which], 1e-30), label=cell)
-            ax.set_title(f"{g}, T={T}: {which}")
+                ax.semilogy(f["t"], _visible(f[which]), label=cell,
+                            color=f"C{LONGDEP_CELLS.index(cell)}")
+            steps = LONGER["steps"] if g == "adding_long" else 500
+            ax.set_title(f"adding, T={T}, {which}" + (f" ({steps} steps)" if which == "trained"
+                                                        else ""))
             ax.set_xlabel("t")
             ax.set_ylabel("mean ||dL/dh_t||")
             ax.grid(True, which="both", alpha=0.3)
@@ -444,12 +484,17 @@ def figure_gradient_flow(results, path: Path, picks=(("adding", 200), ("copy", 2
 
 def group_block(results, g: str) -> tuple[str, dict]:
     """The markdown (caption + table) of one group and its summary."""
-    if g in ("adding", "copy"):
+    if g in ("adding", "copy", "adding_long"):
         table, summary = longdep_table(results, g)
         ref = BAI_2018[g]
-        name = "Adding problem" if g == "adding" else "Copy memory"
+        name = {"adding": "Adding problem", "copy": "Copy memory",
+                "adding_long": f"Adding problem, {LONGER['steps']} steps"}[g]
+        per_T = {}
+        for (cell, T), v in summary["stats"].items():
+            per_T[T] = max(per_T.get(T, 0), len(v))
+        seeds = ", ".join(f"{n} at T={T}" for T, n in sorted(per_T.items()))
         return (f"**{name}**: test {summary['metric']} of the best dev checkpoint, mean "
-                f"[min, max] over seeds {', '.join(map(str, summary['seeds']))} "
+                f"[min, max] over seeds (seeds per cell: {seeds}) "
                 f"({summary['runs']} runs, {summary['seconds'] / 60:.0f} minutes of training "
                 f"in all). Bai et al. 2018 at T={ref['T']}: LSTM {ref['lstm']}, GRU "
                 f"{ref['gru']}, RNN {ref['simple_rnn']}.\n\n{table}\n"), summary
