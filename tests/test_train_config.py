@@ -115,3 +115,29 @@ def test_gradient_accumulation_averages_micro_batches():
     clip = make_optimizer(C.OptimizerConfig(name="sgd", learning_rate=1.0, clip_norm=1.0), 10)
     u, _ = clip.update({"w": jnp.array([3.0, 4.0])}, clip.init(p), p)
     assert u["w"].tolist() == pytest.approx([-0.6, -0.8])
+
+
+def test_partial_section_keeps_the_experiments_own_defaults():
+    """A YAML `train:` section given in part must not reset the experiment's defaults
+    (e.g. an experiment whose Config selects the best checkpoint by dev F1)."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Cfg(C.BaseConfig):
+        train: C.TrainConfig = dataclasses.field(
+            default_factory=lambda: C.TrainConfig(best_metric="f1", best_mode="max"))
+
+    cfg = C.from_dict(Cfg, {"train": {"steps": 7}})
+    assert cfg.train.steps == 7
+    assert cfg.train.best_metric == "f1" and cfg.train.best_mode == "max"
+    with pytest.raises(C.ConfigError, match=r"train\.stpes"):
+        C.from_dict(Cfg, {"train": {"stpes": 7}})
+
+
+def test_plot_file_names_are_safe(tmp_path):
+    import json
+    from jaxrnn.train.plots import plot_metrics
+    lines = [{"step": s, "split": "dev", "f1/corporation": 0.1 * s} for s in (1, 2)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+    paths = plot_metrics(tmp_path)
+    assert [p.name for p in paths] == ["plot_f1_corporation.png"] and paths[0].is_file()

@@ -232,8 +232,29 @@ def from_dict(cls, data: dict, *, prefix: str = ""):
     kwargs = {}
     for f, tp in fields:
         if f.name in data:
-            kwargs[f.name] = _convert(data[f.name], tp, prefix + f.name)
+            value = data[f.name]
+            default = _default_of(f)
+            if dataclasses.is_dataclass(default) and isinstance(value, dict):
+                # a section given in part keeps the schema's own defaults for the rest (an
+                # experiment's Config may set e.g. train.best_metric differently from TrainConfig)
+                value = _merge(to_dict(default), value)
+            kwargs[f.name] = _convert(value, tp, prefix + f.name)
     return cls(**kwargs)
+
+
+def _default_of(f):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(base[k], v) if isinstance(base.get(k), dict) and isinstance(v, dict) else v
+    return out
 
 
 def to_dict(cfg) -> dict:

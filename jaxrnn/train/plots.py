@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 from jaxrnn.train.metrics import group, read_metrics
@@ -32,7 +34,7 @@ def plot_metrics(workdir) -> list[Path]:
         ax.grid(True, alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        path = workdir / f"plot_{name}.png"
+        path = workdir / f"plot_{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"
         fig.savefig(path)
         plt.close(fig)
         paths.append(path)
