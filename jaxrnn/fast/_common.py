@@ -116,19 +116,12 @@ def check_batch(name: str, xs, input_size: int):
 
 
 def check_lengths(name: str, seq_lengths, batch: int, steps: int):
-    if seq_lengths is None:
-        return None
-    n = jnp.asarray(seq_lengths)
-    if tuple(n.shape) != (batch,):
-        raise ValueError(f"{name}: seq_lengths must have shape ({batch},), got {tuple(n.shape)}")
-    if not jnp.issubdtype(n.dtype, jnp.integer):
-        raise TypeError(f"{name}: seq_lengths must be integers, got dtype {n.dtype}")
-    if not isinstance(n, jax.core.Tracer):
-        v = np.asarray(n)
-        if v.size and (v.min() < 0 or v.max() > steps):
-            raise ValueError(f"{name}: seq_lengths must lie in [0, {steps}], got values from "
-                             f"{v.min()} to {v.max()}")
-    return n.astype(jnp.int32)
+    """The core's seq_lengths check (shape ``(batch,)``, integers in ``[0, steps]``)."""
+    from jaxrnn.scan import check_seq_lengths
+    try:
+        return check_seq_lengths(seq_lengths, steps, batch_shape=(batch,))
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{name}: {e}") from None
 
 
 def check_carry_leaf(name: str, what: str, leaf, batch: int, width: int):
