@@ -57,7 +57,8 @@ def score(gold: list[Sentence], pred: list) -> dict:
 
 def build(cfg: Config, runtime):
     train, dev = read(cfg.data.train), read(cfg.data.dev)
-    inp = CharInput([s.tokens for s in train], cfg.model)
+    inp = CharInput([s.tokens for s in train], cfg.model,
+                    words=[bmes_to_words(s.tokens, s.tags) for s in train])
     model = Tagger(inp, cfg.model, Vocab(TAGS, specials=()), "BMES")
     return tagging_task(
         model=model, train=train, dev=dev, batch_size=cfg.train.batch_size,

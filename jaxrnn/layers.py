@@ -70,9 +70,31 @@ def _as_layer(obj) -> Layer:
 
 # --------------------------------------------------------------------------- one direction
 
+_IMPLS = ("scan", "fast", "auto")
+
+
+def _uses_fast(cell: base.Cell, impl: str, recurrent_dropout: float, zoneout: float,
+               parallel: bool) -> bool:
+    """Whether a layer with these options runs on :mod:`jaxrnn.fast` (see :func:`layer`)."""
+    if impl not in _IMPLS:
+        raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
+    if impl == "scan":
+        return False
+    from jaxrnn import fast
+    why = None
+    if not fast.supports(cell):
+        why = (f"cell {cell.name!r} with options {cell.options} has no fast path (plain LSTM "
+               f"and GRU with reset_after=True have one)")
+    elif recurrent_dropout or zoneout or parallel:
+        why = "recurrent_dropout, zoneout and parallel need the scan path"
+    if why is not None and impl == "fast":
+        raise ValueError(f"impl='fast': {why}")
+    return why is None
+
+
 def layer(cell: base.Cell, *, reverse: bool = False, input_dropout: float = 0.0,
           recurrent_dropout: float = 0.0, zoneout: float = 0.0, unroll: int = 1,
-          parallel: bool = False) -> Layer:
+          parallel: bool = False, impl: str = "scan") -> Layer:
     """One recurrent layer in one direction, with the regularizers over time.
 
     Args:
@@ -86,12 +108,20 @@ def layer(cell: base.Cell, *, reverse: bool = False, input_dropout: float = 0.0,
         during training, and takes the expectation at evaluation (Krueger et al. 2017).
       unroll: time steps per loop iteration.
       parallel: associative scan over time (``min_gru`` and ``min_lstm`` only).
+      impl: ``"scan"`` (the reference loop, :func:`jaxrnn.scan`), ``"fast"`` (the whole-batch
+        kernels of :mod:`jaxrnn.fast`, hand-derived backward pass; an error where they do not
+        apply) or ``"auto"`` (fast where it applies, else scan). The fast path serves plain
+        LSTM and GRU (reset_after) cells without recurrent dropout, zoneout or ``parallel``
+        (input dropout is fine); ``unroll`` is ignored on it. Its numbers equal the scan's
+        within float tolerance (tests/test_fast.py); under ``jax.vmap`` of ``apply`` the
+        batch runs as one kernel.
     """
     if not isinstance(cell, base.Cell):
         raise TypeError(f"layer() takes a jaxrnn Cell, got {type(cell).__name__}")
     p_in = _check_rate("input_dropout", input_dropout)
     p_rec = _check_rate("recurrent_dropout", recurrent_dropout)
     p_zone = _check_rate("zoneout", zoneout)
+    use_fast = _uses_fast(cell, impl, p_rec, p_zone, parallel)
     if parallel:
         from jaxrnn.cells.minimal import PARALLEL_CELLS
         if cell.name not in PARALLEL_CELLS:
@@ -126,6 +156,9 @@ def layer(cell: base.Cell, *, reverse: bool = False, input_dropout: float = 0.0,
                     jax.random.bernoulli(k, p_zone, (T,) + jnp.shape(leaf))
                     for k, leaf in zip(keys, leaves)])
         rev = reverse if _reverse is None else _reverse
+        if use_fast:
+            from jaxrnn import fast
+            return fast.scan(cell, params, xs, carry, seq_lengths=lengths, reverse=bool(rev))
         return scan_lib.run(cell, params, xs, carry, lengths=lengths, reverse=rev,
                             unroll=unroll, parallel=parallel, rec_mask=rec_mask,
                             zoneout_rate=0.0 if zmasks is not None else p_zone,
@@ -178,6 +211,11 @@ def bidirectional(cell: base.Cell, cell_bw: base.Cell = None, merge: Union[str, 
     bw = cell if cell_bw is None else cell_bw
     fw_layer = layer(cell, **layer_options)
     bw_layer = layer(bw, reverse=True, **layer_options)
+    # the fast path needs a static direction: two calls instead of one vmap over direction
+    fast_dirs = shared and _uses_fast(cell, layer_options.get("impl", "scan"),
+                                      layer_options.get("recurrent_dropout", 0.0),
+                                      layer_options.get("zoneout", 0.0),
+                                      layer_options.get("parallel", False))
     if cell.output_size != bw.output_size and merge != "concat":
         raise ValueError(f"merge {merge!r} needs equal output sizes, got {cell.output_size} "
                          f"and {bw.output_size}")
@@ -212,6 +250,12 @@ def bidirectional(cell: base.Cell, cell_bw: base.Cell = None, merge: Union[str, 
                 c_fw = c_bw = c
             stacked_carry = jax.tree.map(lambda a, b: jnp.stack([a, b]), c_fw, c_bw)
             rev = jnp.array([False, True])
+            if fast_dirs:
+                outs = [fw_layer.apply(jax.tree.map(lambda a: a[d], params), xs,
+                                       (c_fw, c_bw)[d], seq_lengths=seq_lengths, key=keys[d],
+                                       _reverse=bool(d))
+                        for d in (0, 1)]
+                return merge_fn(outs[0][0], outs[1][0]), (outs[0][1], outs[1][1])
             if key is None:
                 run = lambda p, c, r: fw_layer.apply(p, xs, c, seq_lengths=seq_lengths, _reverse=r)
                 ys, cs = jax.vmap(run)(params, stacked_carry, rev)

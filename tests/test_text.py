@@ -217,3 +217,43 @@ def test_char_input_normalization_and_bigrams():
     assert inp.bigrams.decode(x["bi_r"]) == ["年0", "0a", "a</s>"]
     plain = CharInput([list("ab")], TaggerConfig())
     assert plain.chars.decode(plain.encode(list("ac"))["uni"]) == ["a", "<unk>"]
+
+
+def _lexicon_bits_by_definition(chars, lexicon, max_len):
+    """Reference: per character, for each L, does some lexicon word of length L start here,
+    end here, or cover it strictly inside (every span checked against the definition)."""
+    n = len(chars)
+    rows = []
+    for i in range(n):
+        row = []
+        for L in range(2, max_len + 1):
+            spans = [(a, a + L) for a in range(n - L + 1) if "".join(chars[a:a + L]) in lexicon]
+            row += [any(a == i for a, _ in spans), any(b - 1 == i for _, b in spans),
+                    any(a < i < b - 1 for a, b in spans)]
+        rows.append(row)
+    return np.array(rows, np.float32).reshape(n, 3 * (max_len - 1))
+
+
+def test_char_input_lexicon_bits_and_jackknife_folds():
+    from jaxrnn.text.tagger import CharInput, TaggerConfig
+    words = [["我", "爱", "北京"], ["北京", "大学"], ["天安门", "广场"], ["北京大学", "很", "大"]]
+    chars = [list("".join(w)) for w in words]
+    cfg = TaggerConfig(lexicon_max_len=4, lexicon_folds=2)
+    inp = CharInput(chars, cfg, words=words)
+    assert inp.lexicon == {"北京", "大学", "天安门", "广场", "北京大学"}
+    # fold of sentence j is j % 2: sentence 1 must not see its own words (大学 only there)
+    assert inp.fold_lexicons[1] == {"北京", "天安门", "广场"}
+    assert inp.fold_lexicons[0] == {"北京", "大学", "北京大学"}
+    assert inp.output_size == cfg.embed_size + 3 * 3
+    text = list("我在北京大学天安门广场")
+    np.testing.assert_array_equal(inp.encode(text)["lex"],
+                                  _lexicon_bits_by_definition(text, inp.lexicon, 4))
+    np.testing.assert_array_equal(inp.encode(chars[1], train_index=1)["lex"],
+                                  _lexicon_bits_by_definition(chars[1], inp.fold_lexicons[1], 4))
+    batch = inp.collate([inp.encode(text), None], 16)
+    assert batch["lex"].dtype == np.float32 and batch["lex"].shape == (2, 16, 9)
+    assert not batch["lex"][:, len(text):].any() and not batch["lex"][1].any()
+    with pytest.raises(ValueError, match="gold words"):
+        CharInput(chars, cfg)
+    with pytest.raises(ValueError, match="lexicon_max_len must be >= 2"):
+        CharInput(chars, TaggerConfig(lexicon_max_len=1), words=words)

@@ -45,6 +45,14 @@ class TaggerConfig:
     bigram_min_count: int = 1
     # char-level tasks: ASCII digits share one embedding, and so do ASCII letters (after NFKC)
     char_classes: bool = False
+    # char-level tasks with gold words (cws): lexicon features. For each character and word
+    # length L in 2..lexicon_max_len, three bits: a training word of length L starts here, ends
+    # here, or covers this character inside. 0 = off. Training sentences see a lexicon built
+    # without their own fold (lexicon_folds-fold jackknife), so the bits are as reliable in
+    # training as on new text; dev, test and predicted text use the whole training lexicon.
+    lexicon_max_len: int = 0
+    lexicon_min_count: int = 1
+    lexicon_folds: int = 10
     # word-level tasks: word table on lowercased forms, digits mapped to 0
     lowercase: bool = True
     normalize_digits: bool = True
@@ -65,6 +73,9 @@ class TaggerConfig:
     # scheme constraints in the CRF (forbid I-X after O, M after S, ...): from the tag names
     constrain: bool = True
     unroll: int = 1
+    # the BiLSTM's implementation: scan (reference loop), fast (jaxrnn.fast kernels with the
+    # hand-derived backward pass) or auto (fast where it applies); see jaxrnn.layer
+    impl: Literal["scan", "fast", "auto"] = "scan"
 
 
 @dataclass
@@ -86,11 +97,23 @@ def normalize_char(c: str) -> str:
 
 class CharInput:
     """Characters as tokens: unigram embeddings plus optional left/right bigram embeddings
-    (c[i-1]c[i] and c[i]c[i+1], as in Chen et al. 2015 / Ma et al. 2018)."""
+    (c[i-1]c[i] and c[i]c[i+1], as in Chen et al. 2015 / Ma et al. 2018) and optional
+    lexicon-match bits (``cfg.lexicon_max_len``; needs the training sentences' gold ``words``)."""
 
-    def __init__(self, train: Sequence[Sequence[str]], cfg: TaggerConfig):
+    def __init__(self, train: Sequence[Sequence[str]], cfg: TaggerConfig,
+                 words: Optional[Sequence[Sequence[str]]] = None):
         self.cfg = cfg
         norm = [self.normalize(s) for s in train]
+        self.lexicon = self.fold_lexicons = None
+        if cfg.lexicon_max_len:
+            if cfg.lexicon_max_len < 2 or cfg.lexicon_folds < 2:
+                raise ValueError(f"model.lexicon_max_len must be >= 2 (or 0: off) and "
+                                 f"model.lexicon_folds >= 2, got {cfg.lexicon_max_len} and "
+                                 f"{cfg.lexicon_folds}")
+            if words is None or len(words) != len(train):
+                raise ValueError("model.lexicon_max_len needs the gold words of every training "
+                                 "sentence (a task with word boundaries, such as cws)")
+            self.lexicon, self.fold_lexicons = self._lexicons(words)
         self.chars = Vocab.build((c for s in norm for c in s), cfg.min_count)
         self.uni = embed.embedding(len(self.chars), cfg.embed_size, unk_id=self.chars.unk_id,
                                    dropout_probs=self.chars.dropout_probs(cfg.word_dropout))
@@ -103,7 +126,38 @@ class CharInput:
                                       unk_id=self.bigrams.unk_id,
                                       dropout_probs=self.bigrams.dropout_probs(cfg.word_dropout))
             size += 2 * cfg.bigram_size
+        if self.lexicon is not None:
+            size += 3 * (cfg.lexicon_max_len - 1)
         self.output_size = size
+
+    def _lexicons(self, words):
+        """The whole training lexicon and, per jackknife fold, the lexicon of the other folds
+        (word -> count; words of 2..lexicon_max_len normalized characters)."""
+        from collections import Counter
+        cfg = self.cfg
+        folds = [Counter() for _ in range(cfg.lexicon_folds)]
+        for j, ws in enumerate(words):
+            for w in ws:
+                w = "".join(self.normalize(w))
+                if 2 <= len(w) <= cfg.lexicon_max_len:
+                    folds[j % cfg.lexicon_folds][w] += 1
+        total = sum(folds, Counter())
+        keep = lambda c: frozenset(w for w, n in c.items() if n >= cfg.lexicon_min_count)
+        return keep(total), [keep(total - f) for f in folds]
+
+    def lexicon_features(self, chars: Sequence[str], lexicon) -> np.ndarray:
+        """``[n, 3 * (max_len - 1)]`` float32 bits: for each length L = 2..max_len, whether a
+        lexicon word of length L starts at, ends at, or strictly covers each character."""
+        L_max, n = self.cfg.lexicon_max_len, len(chars)
+        out = np.zeros((n, 3 * (L_max - 1)), np.float32)
+        for L in range(2, L_max + 1):
+            col = 3 * (L - 2)
+            for i in range(n - L + 1):
+                if "".join(chars[i:i + L]) in lexicon:
+                    out[i, col] = 1.0
+                    out[i + L - 1, col + 1] = 1.0
+                    out[i + 1:i + L - 1, col + 2] = 1.0
+        return out
 
     def normalize(self, chars: Sequence[str]) -> list[str]:
         out = [normalize_char(c) for c in chars]
@@ -118,19 +172,30 @@ class CharInput:
         bis = [a + b for a, b in zip(ext[:-1], ext[1:])]   # bis[i] = c[i-1] c[i]
         return bis, (bis[:-1], bis[1:])
 
-    def encode(self, tokens: Sequence[str]) -> dict:
+    def encode(self, tokens: Sequence[str], train_index: Optional[int] = None) -> dict:
+        """Ids of one sentence. ``train_index``: the sentence is the i-th training sentence
+        (its lexicon bits then come from the lexicon without its jackknife fold)."""
         chars = self.normalize(tokens)
         out = {"uni": self.chars.encode(chars)}
         if self.bigrams is not None:
             _, (left, right) = self._bigrams(chars)
             out["bi_l"] = self.bigrams.encode(left)
             out["bi_r"] = self.bigrams.encode(right)
+        if self.lexicon is not None:
+            lex = (self.lexicon if train_index is None else
+                   self.fold_lexicons[train_index % self.cfg.lexicon_folds])
+            out["lex"] = self.lexicon_features(chars, lex)
         return out
 
     def collate(self, examples: Sequence[Optional[dict]], T: int) -> dict:
         keys = ["uni"] + (["bi_l", "bi_r"] if self.bigrams is not None else [])
-        return {k: pad([e[k] if e is not None else np.zeros(0, np.int32) for e in examples], T)
-                for k in keys}
+        out = {k: pad([e[k] if e is not None else np.zeros(0, np.int32) for e in examples], T)
+               for k in keys}
+        if self.lexicon is not None:
+            F = 3 * (self.cfg.lexicon_max_len - 1)
+            out["lex"] = pad([e["lex"] if e is not None else np.zeros((0, F), np.float32)
+                              for e in examples], T, dtype=np.float32)
+        return out
 
     def init(self, key):
         k1, k2 = jax.random.split(key)
@@ -145,6 +210,8 @@ class CharInput:
         if self.bi is not None:
             parts += [self.bi.apply(params["bi"], x["bi_l"], key=k2),
                       self.bi.apply(params["bi"], x["bi_r"], key=k3)]
+        if self.lexicon is not None:
+            parts.append(x["lex"].astype(parts[0].dtype))
         return jnp.concatenate(parts, axis=-1)
 
 
@@ -234,7 +301,8 @@ class Tagger:
             raise ValueError(f"model.dropout must be in [0, 1), got {cfg.dropout}")
         self.inp, self.cfg, self.tags = inp, cfg, tags
         self.K = len(tags)
-        self.rnn = jr.stack([jr.bidirectional(jr.lstm(cfg.hidden_size), unroll=cfg.unroll)
+        self.rnn = jr.stack([jr.bidirectional(jr.lstm(cfg.hidden_size), unroll=cfg.unroll,
+                                             impl=cfg.impl)
                              for _ in range(cfg.num_layers)], dropout=cfg.dropout)
         self.constraints = (crf_lib.allowed_transitions(tags.itos, scheme)
                             if scheme is not None and cfg.constrain else None)
@@ -306,8 +374,9 @@ def tagging_task(*, model: Tagger, train: Sequence[Sentence], dev: Sequence[Sent
     inp, tags = model.inp, model.tags
     if not train:
         raise ValueError("no training sentences")
-    enc = [{"x": inp.encode(s.tokens), "tags": tags.encode(s.tags), "n": len(s.tokens)}
-           for s in train]
+    enc = [{"x": inp.encode(s.tokens, train_index=i) if isinstance(inp, CharInput)
+             else inp.encode(s.tokens), "tags": tags.encode(s.tags), "n": len(s.tokens)}
+           for i, s in enumerate(train)]
     lengths = [e["n"] for e in enc]
     bounds = bucket_boundaries(max(lengths), batching.bucket_width, batching.bucket_ratio)
     sampler = BucketSampler(lengths, batch_size, bounds, seed)
