@@ -1,7 +1,7 @@
 """The ``jaxrnn`` command: train, evaluate, generate, predict and plot from a config.
 
     jaxrnn train [CONFIG] [--workdir DIR] [--set key=value ...]
-    jaxrnn evaluate --workdir DIR [--data FILE] [--checkpoint best|latest|STEP]
+    jaxrnn evaluate --workdir DIR [--data FILE] [--checkpoint best|latest|STEP] [--ensemble DIR ...]
     jaxrnn generate --workdir DIR [--prompt TEXT] [--length N] [--temperature T] [--seed S]
     jaxrnn generate --workdir DIR --input TEXT     (conditional models, e.g. translation)
     jaxrnn predict  --workdir DIR --input FILE [--output FILE]
@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     checkpoint_arg(e)
     e.add_argument("--data", default=None, help="a file in the training data's format")
     e.add_argument("--split", default="dev", help="held-out split when --data is not given")
+    e.add_argument("--ensemble", nargs="+", default=None, metavar="DIR",
+                   help="more run folders of the same experiment: score the ensemble of "
+                        "--workdir and these (tagging experiments; same --checkpoint for all)")
 
     g = sub.add_parser("generate", help="sample from a generative model")
     workdir_arg(g)
@@ -128,6 +131,21 @@ def _run(args) -> int:
         return 0
     run, params, step = _load_trained(args.workdir, args.checkpoint)
     exp = run.cfg.experiment
+    if args.command == "evaluate" and args.ensemble:
+        members = [(run.task, params)]
+        for d in args.ensemble:
+            other, p, _ = _load_trained(d, args.checkpoint)
+            if other.cfg.experiment != exp:
+                raise SystemExit(f"jaxrnn: {d} is a {other.cfg.experiment!r} run, {args.workdir} "
+                                 f"a {exp!r} run: an ensemble needs one experiment")
+            members.append((other.task, p))
+        if args.split != "dev" and not args.data:
+            raise SystemExit("jaxrnn: --ensemble scores dev or --data FILE")
+        out = _require(run.task, "evaluate_ensemble", exp)(members, args.data)
+        print(json.dumps({"step": step, "split": "file" if args.data else "dev",
+                          "members": 1 + len(args.ensemble),
+                          **({"data": str(args.data)} if args.data else {}), **out}))
+        return 0
     if args.command == "evaluate":
         if args.data:
             out = _require(run.task, "evaluate_file", exp)(params, args.data)

@@ -126,3 +126,87 @@ def test_config_errors_name_the_key():
         load_config("cws_tiny", ["model.bigram_sise=3"])
     with pytest.raises(ConfigError, match="data.format"):
         load_config("ner_tiny", ["data.format=bio"])
+
+
+def test_ensemble_evaluation(tmp_path, capsys):
+    """An ensemble of a run with itself scores exactly like the run; an ensemble of two runs
+    decodes, for every sentence, the path that maximizes the mean of the members' CRF path
+    scores (checked against brute-force enumeration of all BMES paths)."""
+    import itertools
+
+    import jax.numpy as jnp
+
+    from jaxrnn.heads import crf as crf_lib
+
+    files = _cws_files(tmp_path, np.random.default_rng(0))
+    base = [f"{k}={v}" for k, v in files.items()] + [
+        "train.steps=20", "train.log_every=10", "train.eval_every=20", "train.batch_size=16",
+        "optimizer.learning_rate=0.01", "data.batching.bucket_width=16",
+        "data.batching.eval_batch_size=16"]
+    dirs = []
+    for seed in (0, 1):
+        d = tmp_path / f"run{seed}"
+        args = sum((["--set", s] for s in base + [f"seed={seed}"]), [])
+        assert cli.main(["train", "cws_tiny", "--workdir", str(d)] + args) == 0
+        dirs.append(d)
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--workdir", str(dirs[0])]) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert cli.main(["evaluate", "--workdir", str(dirs[0]), "--ensemble", str(dirs[0])]) == 0
+    self_ens = json.loads(capsys.readouterr().out)
+    assert self_ens["members"] == 2 and self_ens["f1"] == single["f1"]
+
+    # two members: the decoded paths against brute force over the mean path score
+    from jaxrnn.cli import _load_trained
+    members = [_load_trained(str(d), "best") for d in dirs]
+    from experiments import cws
+    sents = [s for s in cws.read(files["data.dev"]) if len(s.tokens) <= 6][:3]
+    assert sents
+    toks = [s.tokens for s in sents]
+    got = [m[0].task.scores(m[1], toks) for m in members]
+    names = got[0][2]
+    allowed = crf_lib.allowed_transitions(list(names), "BMES")
+    # the ensemble decoder on just these sentences, through a file in the dev format
+    path = tmp_path / "few.conll"
+    rows = []
+    for s in sents:
+        words = text.bmes_to_words(s.tokens, s.tags)
+        rows.append("".join(f"{i}\t{w}\t_\tX\tX\t_\t0\troot\t_\t_\n"
+                            for i, w in enumerate(words, 1)))
+    path.write_text("\n".join(rows), encoding="utf-8")
+    assert cli.main(["evaluate", "--workdir", str(dirs[0]), "--ensemble", str(dirs[1]),
+                     "--data", str(path)]) == 0
+    ens = json.loads(capsys.readouterr().out)
+    # brute force: best path under the mean of the two members' path scores (and under
+    # each member alone: the members must disagree somewhere for the check to bite)
+    correct = 0
+    total = 0
+    disagree = False
+    for i, s in enumerate(sents):
+        n = len(s.tokens)
+        best, best_path = -np.inf, None
+        own = [(-np.inf, None), (-np.inf, None)]
+        for path_ids in itertools.product(range(len(names)), repeat=n):
+            tags = jnp.array(path_ids)
+            if not all(bool(allowed.transitions[a, b]) for a, b in zip(path_ids, path_ids[1:])):
+                continue
+            if not (bool(allowed.start[path_ids[0]]) and bool(allowed.end[path_ids[-1]])):
+                continue
+            each = [float(crf_lib.sequence_score(g[1], jnp.asarray(g[0][i]), tags))
+                    for g in got]
+            own = [(e, path_ids) if e > o[0] else o for e, o in zip(each, own)]
+            if np.mean(each) > best:
+                best, best_path = np.mean(each), path_ids
+        disagree |= own[0][1] != best_path or own[1][1] != best_path
+        pred_words = text.bmes_to_words(s.tokens, [names[k] for k in best_path])
+        gold_words = text.bmes_to_words(s.tokens, s.tags)
+        gold_spans, pred_spans = set(), set()
+        for ws, spans in ((gold_words, gold_spans), (pred_words, pred_spans)):
+            a = 0
+            for w in ws:
+                spans.add((a, a + len(w)))
+                a += len(w)
+        correct += len(gold_spans & pred_spans)
+        total += len(gold_spans)
+    assert disagree
+    assert abs(ens["recall"] - 100.0 * correct / total) < 1e-9

@@ -409,6 +409,59 @@ def tagging_task(*, model: Tagger, train: Sequence[Sentence], dev: Sequence[Sent
                     out[i] = tags.decode(pred[r, :len(token_seqs[i])])
         return out
 
+    batch_emissions = jax.jit(model._batch_emissions)
+
+    def scores(params, token_seqs: Sequence[Sequence[str]]):
+        """Emissions ``[n_i, K]`` per sequence (NumPy), the CRF params (None: softmax) and
+        the tag names: what an ensemble averages."""
+        examples = [{"x": inp.encode(t), "tags": np.zeros(len(t), np.int32), "n": len(t)}
+                    for t in token_seqs]
+        out: list = [None] * len(examples)
+        for idx, T in eval_batches([len(t) for t in token_seqs], eval_bs, bounds):
+            b = collate([examples[i] if i >= 0 else None for i in idx], T)
+            em = np.asarray(runtime.to_host(batch_emissions(params, runtime.shard_batch(b))))
+            for r, i in enumerate(idx):
+                if i >= 0:
+                    out[i] = em[r, :len(token_seqs[i])]
+        crf = jax.tree.map(np.asarray, params["crf"]) if model.cfg.crf else None
+        return out, crf, tuple(tags.itos)
+
+    viterbi = jax.jit(jax.vmap(lambda crf, em, n: crf_lib.decode(crf, em, n, model.constraints)[0],
+                               in_axes=(None, 0, 0)))
+
+    def evaluate_ensemble(members, path=None):
+        """Mean emissions and mean CRF transitions of every member (a product of the members'
+        CRFs, renormalized), decoded by Viterbi; scored like ``evaluate``."""
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        sents = dev if path is None else read_file(path)
+        token_seqs = [s.tokens for s in sents]
+        got = []
+        for k, (task, params) in enumerate(members):
+            if task.scores is None:
+                raise ValueError(f"ensemble member {k} has no scores (not a tagging task)")
+            got.append(task.scores(params, token_seqs))
+        for k, (_, crf, names) in enumerate(got):
+            if names != tuple(tags.itos):
+                raise ValueError(f"ensemble member {k} has tags {names}, expected {tuple(tags.itos)}")
+            if (crf is None) != (not model.cfg.crf):
+                raise ValueError(f"ensemble member {k}: CRF and softmax taggers cannot be mixed")
+        em = [np.mean([g[0][i] for g in got], axis=0) for i in range(len(sents))]
+        pred: list = [None] * len(sents)
+        if model.cfg.crf:
+            crf = jax.tree.map(lambda *a: np.mean(a, axis=0), *[g[1] for g in got])
+            lengths = [len(t) for t in token_seqs]
+            for idx, T in eval_batches(lengths, eval_bs, bounds):
+                rows = [em[i] if i >= 0 else np.zeros((0, len(tags)), np.float32) for i in idx]
+                n = np.array([lengths[i] if i >= 0 else 0 for i in idx], np.int32)
+                best = np.asarray(viterbi(crf, pad(rows, T, dtype=np.float32), n))
+                for r, i in enumerate(idx):
+                    if i >= 0:
+                        pred[i] = tags.decode(best[r, :lengths[i]])
+        else:
+            pred = [tags.decode(np.argmax(e, axis=-1)) for e in em]
+        return score(sents, pred)
+
     def evaluate_sentences(params, sents):
         return score(sents, predict_tags(params, [s.tokens for s in sents]))
 
@@ -434,5 +487,6 @@ def tagging_task(*, model: Tagger, train: Sequence[Sentence], dev: Sequence[Sent
                 f.write(text)
 
     return Task(init=model.init, loss=loss, train_batch=train_batch, evaluate=evaluate,
-                evaluate_file=evaluate_file, predict=predict,
+                evaluate_file=evaluate_file, predict=predict, scores=scores,
+                evaluate_ensemble=evaluate_ensemble,
                 units=(int(np.mean(lengths) * batch_size), "token"))

@@ -48,6 +48,11 @@ class Task:
       predict: ``(params, input_path, output_path) -> None``, writing predictions for a file
         (``jaxrnn predict``).
       units: ``(count_per_step, name)`` for the progress bar's throughput, e.g. ``(B*T, "char")``.
+      scores: ``(params, token_seqs) -> (per-sequence score arrays, shared output params,
+        labels)`` for ensembles (the tagging tasks: emissions ``[n, K]``, the CRF, tag names).
+      evaluate_ensemble: ``(members, path=None) -> {metric: float}``: scores dev (or a file)
+        with several trained models combined, ``members`` a list of ``(task, params)`` whose
+        tasks have ``scores`` (``jaxrnn evaluate --ensemble DIR ...``).
     """
     init: Callable[[Any], Any]
     loss: Callable[..., Any]
@@ -58,6 +63,8 @@ class Task:
     generate: Optional[Callable[..., str]] = None
     predict: Optional[Callable[..., None]] = None
     units: Optional[tuple] = None
+    scores: Optional[Callable[..., Any]] = None
+    evaluate_ensemble: Optional[Callable[..., dict]] = None
 
 
 def load_experiment(name: str) -> ModuleType:
