@@ -135,10 +135,15 @@ def test_vanishing_for_tanh_rnn_not_for_lstm_cell_state():
     n = analysis.gradient_norms(rnn, p, xs, loss_fn)
     assert float(n[0]) < 1e-10 * float(n[-1])
     assert np.all(np.diff(np.log(np.asarray(n))) > 0)          # monotone decay backwards
+    # The conveyor belt itself: no recurrent weights (h_t reaches the loss only through the
+    # last output), forget gates ~1, so dL/dc_t = dL/dc_T * prod f = dL/dc_T. (With random
+    # recurrent weights the paths through h add terms whose sign depends on the draw.)
     lstm = jr.lstm(H, forget_bias=20.0)
     q = lstm.init(jax.random.PRNGKey(6), I)
+    q = q._replace(w_hh=jnp.zeros_like(q.w_hh))
     c = analysis.gradient_norms(lstm, q, xs, loss_fn, field="c")
-    assert float(c[0]) > 0.5 * float(c[-2])
+    np.testing.assert_allclose(np.asarray(c[:-1]), float(c[-2]), rtol=1e-5)
+    assert float(c[-2]) > 1e-3
 
 
 def test_fields_and_errors():
