@@ -396,33 +396,29 @@ def tagging_task(*, model: Tagger, train: Sequence[Sentence], dev: Sequence[Sent
         return model.loss(params, batch, key), (state, {})
 
     decode = jax.jit(model.decode)
-
-    def predict_tags(params, token_seqs: Sequence[Sequence[str]]) -> list[list[str]]:
-        examples = [{"x": inp.encode(t), "tags": np.zeros(len(t), np.int32), "n": len(t)}
-                     for t in token_seqs]
-        out: list = [None] * len(examples)
-        for idx, T in eval_batches([len(t) for t in token_seqs], eval_bs, bounds):
-            b = collate([examples[i] if i >= 0 else None for i in idx], T)
-            pred = np.asarray(runtime.to_host(decode(params, runtime.shard_batch(b))))
-            for r, i in enumerate(idx):
-                if i >= 0:
-                    out[i] = tags.decode(pred[r, :len(token_seqs[i])])
-        return out
-
     batch_emissions = jax.jit(model._batch_emissions)
 
-    def scores(params, token_seqs: Sequence[Sequence[str]]):
-        """Emissions ``[n_i, K]`` per sequence (NumPy), the CRF params (None: softmax) and
-        the tag names: what an ensemble averages."""
+    def per_sequence(fn, params, token_seqs: Sequence[Sequence[str]]) -> list:
+        """``fn(params, batch)`` over length-sorted eval batches of raw token sequences; the
+        rows cut back to each sequence's length, in input order (NumPy)."""
         examples = [{"x": inp.encode(t), "tags": np.zeros(len(t), np.int32), "n": len(t)}
                     for t in token_seqs]
         out: list = [None] * len(examples)
         for idx, T in eval_batches([len(t) for t in token_seqs], eval_bs, bounds):
             b = collate([examples[i] if i >= 0 else None for i in idx], T)
-            em = np.asarray(runtime.to_host(batch_emissions(params, runtime.shard_batch(b))))
+            res = np.asarray(runtime.to_host(fn(params, runtime.shard_batch(b))))
             for r, i in enumerate(idx):
                 if i >= 0:
-                    out[i] = em[r, :len(token_seqs[i])]
+                    out[i] = res[r, :len(token_seqs[i])]
+        return out
+
+    def predict_tags(params, token_seqs: Sequence[Sequence[str]]) -> list[list[str]]:
+        return [tags.decode(p) for p in per_sequence(decode, params, token_seqs)]
+
+    def scores(params, token_seqs: Sequence[Sequence[str]]):
+        """Emissions ``[n_i, K]`` per sequence (NumPy), the CRF params (None: softmax) and
+        the tag names: what an ensemble averages."""
+        out = per_sequence(batch_emissions, params, token_seqs)
         crf = jax.tree.map(np.asarray, params["crf"]) if model.cfg.crf else None
         return out, crf, tuple(tags.itos)
 
