@@ -249,3 +249,65 @@ def test_two_processes_equal_one(reference, tmp_path):
         assert p.returncode == 0, o[-3000:]
     assert "2 device(s) over 2 process(es)" in outs[0]
     _compare_to_reference(reference, wd)
+
+
+# --------------------------------------------------------------------------- parameter EMA
+
+EMA_SETS = ["train.steps=8", "train.checkpoint_every=4", "train.eval_every=4",
+            "train.log_every=2", "optimizer.ema_decay=0.9",
+            # constant learning rate: a 4-step run is the first half of the 8-step one
+            "optimizer.schedule=constant"]
+
+
+def test_ema_matches_numpy_average_of_the_param_trajectory():
+    """state.ema after each step equals a float64 NumPy average of the params seen so far,
+    with the decay schedule min(d, (1 + t) / (10 + t))."""
+    cfg = load_config("charlm_tiny", EMA_SETS)
+    run = prepare(cfg)
+    state = run.init_state()
+    avg = [np.asarray(x, np.float64) for x in jax.tree.leaves(state.params)]
+    np.testing.assert_array_equal(jax.tree.leaves(state.ema)[0], jax.tree.leaves(state.params)[0])
+    for t in range(6):
+        state = run.train_step(state, run.rt.shard_batch(run.task.train_batch(t)))
+        d = min(0.9, (1 + t) / (10 + t))
+        avg = [d * a + (1 - d) * np.asarray(p, np.float64)
+               for a, p in zip(avg, jax.tree.leaves(state.params))]
+        for a, e in zip(avg, jax.tree.leaves(state.ema)):
+            np.testing.assert_allclose(e, a, rtol=1e-5, atol=1e-6)
+    # the average moved away from the current params (it is not a copy of them)
+    p0, e0 = jax.tree.leaves(state.params)[0], jax.tree.leaves(state.ema)[0]
+    assert float(np.abs(np.asarray(p0) - np.asarray(e0)).max()) > 1e-4
+
+
+def test_ema_is_evaluated_checkpointed_and_resumed_exactly(tmp_path):
+    from jaxrnn.train import eval_params, load_params
+    cfg = load_config("charlm_tiny", EMA_SETS)
+    straight = tmp_path / "straight"
+    train_and_evaluate(cfg, straight)
+    # the same run in two parts: 4 steps, then resumed to 8 from the step-4 checkpoint
+    split = tmp_path / "split"
+    train_and_evaluate(load_config("charlm_tiny", EMA_SETS + ["train.steps=4"]), split)
+    train_and_evaluate(load_config(None, ["train.steps=8"], workdir=split), split)
+    a, b = _final_state(straight, cfg), _final_state(split, cfg)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    # dev metrics are those of the averaged params, and best/ holds them
+    run = prepare(cfg)
+    best, step = load_params(run, straight, "best")
+    dev = [r for r in read_metrics(straight) if r["split"] == "dev" and r["step"] == step][0]
+    assert run.task.evaluate(best, "dev")["loss"] == pytest.approx(dev["loss"], rel=1e-6)
+    assert step == 8  # the dev loss still falls at step 8
+    for x, y in zip(jax.tree.leaves(best), jax.tree.leaves(a.ema)):
+        np.testing.assert_array_equal(x, y)
+    assert run.task.evaluate(a.params, "dev")["loss"] != pytest.approx(dev["loss"], rel=1e-6)
+    last, _ = load_params(run, straight, "latest")
+    for x, y in zip(jax.tree.leaves(last), jax.tree.leaves(eval_params(a))):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("bad", ["1.0", "0", "-0.5"])
+def test_ema_decay_out_of_range_is_rejected(bad):
+    from jaxrnn.train import ConfigError
+    cfg = load_config("charlm_tiny", [f"optimizer.ema_decay={bad}"])
+    with pytest.raises(ConfigError, match="optimizer.ema_decay"):
+        prepare(cfg)

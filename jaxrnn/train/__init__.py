@@ -11,8 +11,8 @@ from jaxrnn.train.checkpoint import Checkpoints
 from jaxrnn.train.config import (BaseConfig, ConfigError, DistributedConfig, OptimizerConfig,
                                  TrainConfig, data_path, data_root, repo_root)
 from jaxrnn.train.experiment import Task, load_experiment
-from jaxrnn.train.loop import (NonFiniteLossError, TrainState, load_config, load_params, prepare,
-                               train_and_evaluate)
+from jaxrnn.train.loop import (NonFiniteLossError, TrainState, eval_params, load_config,
+                               load_params, prepare, train_and_evaluate)
 from jaxrnn.train.metrics import MetricsWriter, read_metrics
 from jaxrnn.train.optim import make_optimizer, make_schedule
 from jaxrnn.train.plots import plot_metrics
@@ -21,7 +21,7 @@ from jaxrnn.train.sharding import Runtime, make_runtime
 __all__ = [
     "BaseConfig", "Checkpoints", "ConfigError", "DistributedConfig", "MetricsWriter",
     "NonFiniteLossError", "OptimizerConfig", "Runtime", "Task", "TrainConfig", "TrainState",
-    "data_path", "data_root", "load_config", "load_experiment", "load_params", "make_optimizer",
+    "data_path", "data_root", "eval_params", "load_config", "load_experiment", "load_params", "make_optimizer",
     "make_runtime", "make_schedule", "plot_metrics", "prepare", "read_metrics", "repo_root",
     "train_and_evaluate",
 ]

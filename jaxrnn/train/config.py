@@ -85,6 +85,10 @@ class OptimizerConfig:
     nesterov: bool = False  # sgd only
     # gradient accumulation: apply the averaged update every k train steps (optax.MultiSteps)
     accumulate_steps: int = 1
+    # exponential moving average of the parameters (Polyak averaging), updated every train step
+    # with decay min(ema_decay, (1 + t) / (10 + t)); when set, dev evaluation, the best
+    # checkpoint, evaluate and predict use the averaged parameters. None: off.
+    ema_decay: Optional[float] = None
 
 
 @dataclass

@@ -32,10 +32,10 @@ from jaxrnn.train.checkpoint import Checkpoints
 from jaxrnn.train.config import BaseConfig, ConfigError
 from jaxrnn.train.experiment import Task, load_experiment
 from jaxrnn.train.metrics import MetricsWriter, truncate_metrics
-from jaxrnn.train.optim import make_optimizer, make_schedule
+from jaxrnn.train.optim import ema_decay_at, make_optimizer, make_schedule
 from jaxrnn.train.sharding import Runtime, make_runtime
 
-__all__ = ["TrainState", "NonFiniteLossError", "load_config", "train_and_evaluate", "Run",
+__all__ = ["TrainState", "eval_params", "NonFiniteLossError", "load_config", "train_and_evaluate", "Run",
            "prepare", "CONFIG_FILE"]
 
 CONFIG_FILE = "config.yaml"
@@ -58,6 +58,12 @@ class TrainState(NamedTuple):
     sums: dict               # running sums of the train metrics since the last log line
     count: jax.Array         # int32: steps in ``sums``
     bad_step: jax.Array      # int32: first step whose loss was not finite, -1 if none
+    ema: Any = ()            # moving average of params (``optimizer.ema_decay``); () if off
+
+
+def eval_params(state: TrainState) -> Any:
+    """The parameters to evaluate and keep as best: the moving average when there is one."""
+    return state.ema if jax.tree.leaves(state.ema) else state.params
 
 
 # --------------------------------------------------------------------------- configs
@@ -161,13 +167,15 @@ def prepare(cfg: BaseConfig, runtime: Optional[Runtime] = None) -> Run:
         return sorted(set(metrics) | {"loss"})
 
     names = metric_names()
+    ema_decay = cfg.optimizer.ema_decay
 
     def init_replicated():
         params = task.init(init_key)
         return TrainState(
             step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
             task_state=(), sums={k: jnp.zeros((), jnp.float32) for k in names},
-            count=jnp.zeros((), jnp.int32), bad_step=jnp.full((), -1, jnp.int32))
+            count=jnp.zeros((), jnp.int32), bad_step=jnp.full((), -1, jnp.int32),
+            ema=() if ema_decay is None else jax.tree.map(jnp.array, params))
 
     abstract = jax.eval_shape(init_replicated)
     ts_abstract = jax.tree.map(
@@ -191,6 +199,11 @@ def prepare(cfg: BaseConfig, runtime: Optional[Runtime] = None) -> Run:
         finite = jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))
         ok = finite & (state.bad_step < 0)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+        ema = state.ema
+        if ema_decay is not None:
+            d = ema_decay_at(ema_decay, state.step)
+            ema = keep(jax.tree.map(lambda a, p: (d * a + (1 - d) * p).astype(a.dtype),
+                                    state.ema, params), state.ema)
         return TrainState(
             step=state.step + 1,
             params=keep(params, state.params),
@@ -199,7 +212,8 @@ def prepare(cfg: BaseConfig, runtime: Optional[Runtime] = None) -> Run:
             sums={k: state.sums[k] + jnp.where(ok, jnp.asarray(metrics[k], jnp.float32), 0.0)
                   for k in names},
             count=state.count + ok.astype(jnp.int32),
-            bad_step=jnp.where((state.bad_step < 0) & ~finite, state.step, state.bad_step))
+            bad_step=jnp.where((state.bad_step < 0) & ~finite, state.step, state.bad_step),
+            ema=ema)
 
     train_step = jax.jit(step_fn, in_shardings=(shardings, data_sh), out_shardings=shardings,
                          donate_argnums=0)
@@ -225,7 +239,7 @@ def load_params(run: Run, workdir, which: str = "best") -> tuple[Any, int]:
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {Path(workdir) / 'checkpoints'}; "
                                     f"train first with: jaxrnn train --workdir {workdir}")
-        return ck.restore(step, run.abstract_state).params, step
+        return eval_params(ck.restore(step, run.abstract_state)), step
     finally:
         ck.close()
 
@@ -326,7 +340,7 @@ def train_and_evaluate(cfg: BaseConfig, workdir, *, runtime: Optional[Runtime] =
                          f"({rate:.2f} steps/s)", rt)
             if step % t.eval_every == 0 or final:
                 check_finite(step)
-                dev = task.evaluate(state.params, "dev")
+                dev = task.evaluate(eval_params(state), "dev")
                 last["dev"] = writer.write(step, "dev", dev)
                 if t.best_metric not in dev:
                     raise ConfigError(f"train.best_metric: {t.best_metric!r} is not a dev metric "
@@ -334,7 +348,7 @@ def train_and_evaluate(cfg: BaseConfig, workdir, *, runtime: Optional[Runtime] =
                 _log(f"step {step}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in dev.items()), rt)
                 if ckpt.is_better(dev[t.best_metric], best_value):
                     best_value = dev[t.best_metric]
-                    ckpt.save_best(step, state.params, dict(dev, step=step))
+                    ckpt.save_best(step, eval_params(state), dict(dev, step=step))
             if step % t.checkpoint_every == 0 or final:
                 check_finite(step)
                 writer.sync()

@@ -4,6 +4,7 @@ The chain is, in order: clip by global norm (if ``clip_norm``), the optimizer wi
 schedule (decoupled weight decay for ``adamw`` / ``lion`` / ``adafactor``, L2 added to the
 gradient for the others), and gradient accumulation over ``accumulate_steps`` train steps
 (``optax.MultiSteps``: the schedule then counts applied updates, not micro-steps).
+The optional parameter average (``ema_decay``) lives in the train loop's state, not in the chain.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import optax
 
 from jaxrnn.train.config import ConfigError, OptimizerConfig
 
-__all__ = ["make_schedule", "make_optimizer"]
+__all__ = ["make_schedule", "make_optimizer", "ema_decay_at", "check_ema"]
 
 
 def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
@@ -36,6 +37,21 @@ def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
     raise ConfigError(f"optimizer.schedule: unknown schedule {cfg.schedule!r}")
 
 
+def check_ema(cfg: OptimizerConfig) -> None:
+    d = cfg.ema_decay
+    if d is not None and not 0.0 < d < 1.0:
+        raise ConfigError(f"optimizer.ema_decay must be in (0, 1) or null, got {d}")
+
+
+def ema_decay_at(decay: float, step):
+    """The averaging weight of the old average after ``step`` + 1 updates:
+    ``min(decay, (1 + step) / (10 + step))``, so early averages are not dominated by the init
+    (the schedule of TensorFlow's ``ExponentialMovingAverage(num_updates=...)``)."""
+    import jax.numpy as jnp
+    step = jnp.asarray(step, jnp.float32)
+    return jnp.minimum(jnp.float32(decay), (1.0 + step) / (10.0 + step))
+
+
 def make_optimizer(cfg: OptimizerConfig, train_steps: int) -> optax.GradientTransformation:
     """The full optax chain for ``train_steps`` train (micro-)steps."""
     if cfg.accumulate_steps < 1:
@@ -44,6 +60,7 @@ def make_optimizer(cfg: OptimizerConfig, train_steps: int) -> optax.GradientTran
         raise ConfigError(f"optimizer.learning_rate must be > 0, got {cfg.learning_rate}")
     if cfg.clip_norm is not None and cfg.clip_norm <= 0:
         raise ConfigError(f"optimizer.clip_norm must be > 0 or null, got {cfg.clip_norm}")
+    check_ema(cfg)
     updates = max(train_steps // cfg.accumulate_steps, 1)
     sched = make_schedule(cfg, updates)
     wd = cfg.weight_decay
