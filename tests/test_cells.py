@@ -171,32 +171,36 @@ def test_default_init_forget_bias_and_orthogonal_recurrence():
     np.testing.assert_array_equal(p2.b[8:16], np.full(8, 2.5))
 
 
-@pytest.mark.parametrize("rows,cols,blocks", [(6, 6, 4), (9, 4, 3), (3, 7, 2)])
+@pytest.mark.parametrize("rows,cols,blocks", [(6, 6, 4), (9, 4, 3), (3, 7, 2), (300, 300, 2),
+                                               (130, 260, 1)])
 def test_orthogonal_blocks_equal_float64_qr_of_the_same_draws(rows, cols, blocks):
     from jaxrnn.cells import base
     key = jax.random.PRNGKey(3)
-    got = np.asarray(base.orthogonal_blocks(key, rows, cols, blocks, jnp.float32))
-    assert got.shape == (rows, blocks * cols)
+    got = np.asarray(base.orthogonal_blocks(key, rows, cols, blocks, jnp.float32), np.float64)
+    assert got.shape == (rows, blocks * cols) and np.isfinite(got).all()
     # reference: NumPy float64 QR of the same Gaussian draws, signs of diag(R) folded in
+    # (300 and 260 columns span three panels: block projections and reorthogonalization)
     a = np.asarray(jax.random.normal(key, (blocks, max(rows, cols), min(rows, cols))), np.float64)
     for b in range(blocks):
         q, r = np.linalg.qr(a[b])
         q = q * np.where(np.diag(r) < 0, -1.0, 1.0)
         ref = q if rows >= cols else q.T
-        np.testing.assert_allclose(got[:, b * cols:(b + 1) * cols], ref, atol=1e-5)
-        m = ref.T @ ref if rows >= cols else ref @ ref.T
-        np.testing.assert_allclose(m, np.eye(min(rows, cols)), atol=1e-12)
+        blk = got[:, b * cols:(b + 1) * cols]
+        np.testing.assert_allclose(blk, ref, atol=2e-5)
+        m = blk.T @ blk if rows >= cols else blk @ blk.T
+        np.testing.assert_allclose(m, np.eye(min(rows, cols)), atol=2e-6)
 
 
 @pytest.mark.parametrize("make", [lambda: jr.bidirectional(jr.lstm(8)),
                                   lambda: jr.gru(8), lambda: jr.simple_rnn(8)])
-def test_init_makes_one_qr_call_per_cell(make):
-    # Several independent QR custom calls in one program occasionally hang the jaxlib 0.10
-    # CPU runtime (every worker idle, the call never returns): init batches them into one.
-    import re
+def test_init_makes_no_lapack_call(make):
+    # jaxlib 0.10's CPU LAPACK kernels deadlock the intra-op pool when as many of them run at
+    # once as it has threads (seen: a 2-layer BiLSTM tagger's init on 2 cores, every worker
+    # blocked in ParallelBatchMap). Initialization orthonormalizes in plain JAX instead.
     layer = make()
     text = jax.jit(lambda k: layer.init(k, 4)).lower(jax.random.PRNGKey(0)).as_text()
-    assert len(re.findall(r"custom_call @\w*geqrf\w*", text)) == 1
+    assert "custom_call" not in text
+    assert "while" in text  # the Gram-Schmidt loop is there
 
 
 def test_chrono_initialization():

@@ -138,20 +138,67 @@ def glorot_init(key, shape, dtype):
     return uniform_init(key, shape, float(np.sqrt(6.0 / (fan_in + fan_out))), dtype)
 
 
+_HIGHEST = jax.lax.Precision.HIGHEST
+# columns orthonormalized per panel: a panel is projected off the earlier panels with two
+# matmuls, then Gram-Schmidt runs inside it column by column
+_PANEL = 128
+
+
+def _project_out(q, p):
+    """``p`` minus its projection on the orthonormal columns of ``q`` (batched)."""
+    c = jnp.einsum("bmn,bmk->bnk", q, p, precision=_HIGHEST)
+    return p - jnp.einsum("bmn,bnk->bmk", q, c, precision=_HIGHEST)
+
+
+def _gram_schmidt_panel(p):
+    """Orthonormal columns of ``p`` ``[batch, m, k]`` by classical Gram-Schmidt with one
+    reorthogonalization per column (CGS2: orthogonal to rounding, ~1e-7 in float32)."""
+    def column(j, q):
+        v = jax.lax.dynamic_index_in_dim(p, j, axis=2, keepdims=False)          # [b, m]
+        for _ in range(2):
+            c = jnp.einsum("bmk,bm->bk", q, v, precision=_HIGHEST)
+            v = v - jnp.einsum("bmk,bk->bm", q, c, precision=_HIGHEST)
+        v = v * jax.lax.rsqrt(jnp.sum(v * v, axis=-1, keepdims=True))
+        return jax.lax.dynamic_update_index_in_dim(q, v, j, axis=2)
+    return jax.lax.fori_loop(0, p.shape[-1], column, jnp.zeros_like(p))
+
+
+def orthonormal_columns(a):
+    """The Q factor of ``a`` ``[batch, m, n]`` (m >= n) whose R has a positive diagonal, in pure
+    JAX (no LAPACK call): block Gram-Schmidt with reorthogonalization (BCGS2), panels of 128
+    columns. Equal to a float64 LAPACK QR with R's signs folded in to ~1e-6 for Gaussian ``a``.
+
+    Why not ``jnp.linalg.qr``: jaxlib 0.10's CPU LAPACK kernels split a batch over XLA's
+    intra-op thread pool and block a pool thread until the pieces finish. When as many such
+    calls run at once as the pool has threads (two on a 2-core machine: the two directions of
+    a BiLSTM, say), every thread waits for work queued behind it and the program never
+    completes. Initialization must not hang, so it uses no LAPACK call at all."""
+    n = a.shape[-1]
+    done = []
+    for s in range(0, n, _PANEL):
+        p = a[..., s:s + _PANEL]
+        if done:
+            q = jnp.concatenate(done, axis=-1)
+            # project and orthonormalize twice: once is not enough when the panel is nearly
+            # in the span of the earlier columns (the last columns of a square Gaussian)
+            p = _gram_schmidt_panel(_project_out(q, p))
+            p = _gram_schmidt_panel(_project_out(q, p))
+        else:
+            p = _gram_schmidt_panel(p)
+        done.append(p)
+    return jnp.concatenate(done, axis=-1)
+
+
 def orthogonal_blocks(key, rows: int, cols: int, blocks: int, dtype):
     """``blocks`` orthogonal ``[rows, cols]`` matrices side by side: ``[rows, blocks*cols]``.
 
     Each gate's recurrent matrix is orthogonal on its own (as Keras and Flax do): the Q
     factor of a Gaussian matrix with the signs of R's diagonal folded in (Haar distributed,
-    Mezzadri 2007). All blocks go through ONE batched QR: on jaxlib 0.10 (CPU) a program
-    with several independent QR custom calls, which the runtime may run concurrently,
-    occasionally never completes (every worker idle), so a cell's init makes one call."""
+    Mezzadri 2007), computed by :func:`orthonormal_columns` (no LAPACK: see there)."""
     big, small = max(rows, cols), min(rows, cols)
     a = jax.random.normal(key, (blocks, big, small), jnp.float32)
-    # QR runs in float32 (LAPACK has no bfloat16), then the result is cast.
-    q, r = jnp.linalg.qr(a)                                    # [blocks, big, small]
-    d = jnp.diagonal(r, axis1=-2, axis2=-1)
-    q = q * jnp.where(d < 0, -1.0, 1.0)[:, None, :]
+    # orthonormalized in float32, then cast
+    q = orthonormal_columns(a)                                 # [blocks, big, small]
     if rows < cols:
         q = jnp.swapaxes(q, -1, -2)                            # [blocks, rows, cols]
     return jnp.transpose(q, (1, 0, 2)).reshape(rows, blocks * cols).astype(dtype)
