@@ -203,6 +203,25 @@ def test_init_makes_no_lapack_call(make):
     assert "while" in text  # the Gram-Schmidt loop is there
 
 
+def test_repeated_multi_layer_init_never_hangs():
+    # The deadlock in numbers: with one batched QR per cell, running a program that
+    # initializes three BiLSTMs 300 times hung within two minutes on this project's 2-core
+    # machine; with the Gram-Schmidt init it takes seconds. A subprocess, so a hang fails the
+    # test by timeout instead of stopping the suite.
+    import subprocess
+    import sys
+    code = """if True:
+        import jax, jaxrnn as jr
+        layers = [jr.bidirectional(jr.lstm(64)) for _ in range(3)]
+        f = jax.jit(lambda k: [l.init(jax.random.fold_in(k, i), 32) for i, l in enumerate(layers)])
+        for i in range(300):
+            jax.block_until_ready(f(jax.random.PRNGKey(i)))
+        print("done")
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0 and r.stdout.strip() == "done", r.stderr[-2000:]
+
+
 def test_chrono_initialization():
     t_max = 100.0
     p = jr.lstm(64, chrono_t_max=t_max).init(jax.random.PRNGKey(0), 3)
