@@ -21,7 +21,7 @@ from jaxrnn.train.sharding import Runtime, make_runtime
 __all__ = [
     "BaseConfig", "Checkpoints", "ConfigError", "DistributedConfig", "MetricsWriter",
     "NonFiniteLossError", "OptimizerConfig", "Runtime", "Task", "TrainConfig", "TrainState",
-    "data_path", "data_root", "eval_params", "load_config", "load_experiment", "load_params", "make_optimizer",
-    "make_runtime", "make_schedule", "plot_metrics", "prepare", "read_metrics", "repo_root",
+    "data_path", "data_root", "eval_params", "load_config", "load_experiment", "load_params",
+    "make_optimizer", "make_runtime", "make_schedule", "plot_metrics", "prepare", "read_metrics", "repo_root",
     "train_and_evaluate",
 ]

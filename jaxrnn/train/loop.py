@@ -35,8 +35,8 @@ from jaxrnn.train.metrics import MetricsWriter, truncate_metrics
 from jaxrnn.train.optim import ema_decay_at, make_optimizer, make_schedule
 from jaxrnn.train.sharding import Runtime, make_runtime
 
-__all__ = ["TrainState", "eval_params", "NonFiniteLossError", "load_config", "train_and_evaluate", "Run",
-           "prepare", "CONFIG_FILE"]
+__all__ = ["TrainState", "eval_params", "NonFiniteLossError", "load_config",
+           "train_and_evaluate", "Run", "prepare", "CONFIG_FILE"]
 
 CONFIG_FILE = "config.yaml"
 # Changing these on an existing workdir is allowed (they do not change what is computed before
