@@ -10,12 +10,16 @@ from jaxrnn import cli, text
 from jaxrnn.train import load_config, prepare, read_metrics
 
 LEXICON = ["中国", "人民", "好", "我们", "喜欢", "北京", "的", "天气", "很", "研究生"]
+# a part of speech per word (the UPOS column), for joint segmentation and tagging
+LEXICON_POS = dict(zip(LEXICON, ["PROPN", "NOUN", "ADJ", "PRON", "VERB", "PROPN", "PART",
+                                 "NOUN", "ADV", "NOUN"]))
 
 
 def _cws_files(tmp_path, rng):
     def sentence():
         words = [LEXICON[i] for i in rng.integers(0, len(LEXICON), rng.integers(2, 5))]
-        return "".join(f"{i}\t{w}\t_\tX\tX\t_\t0\troot\t_\t_\n" for i, w in enumerate(words, 1))
+        return "".join(f"{i}\t{w}\t_\t{LEXICON_POS[w]}\tX\t_\t0\troot\t_\t_\n"
+                       for i, w in enumerate(words, 1))
     for name, n in (("train.conll", 64), ("dev.conll", 8)):
         (tmp_path / name).write_text("\n".join(sentence() for _ in range(n)), encoding="utf-8")
     (tmp_path / "raw.txt").write_text("我们喜欢北京\n\n中国 人民好\n", encoding="utf-8")
@@ -60,6 +64,9 @@ CASES = {
     "cws": ("cws_tiny", _cws_files),
     # lexicon bits from the training words (jackknifed) through train, evaluate and predict
     "cws_lexicon": ("cws_tiny", lambda p, r: {**_cws_files(p, r), "model.lexicon_max_len": 3}),
+    # joint segmentation and POS tagging (B-NOUN, ... tags; predict writes word/POS)
+    "cws_joint_pos": ("cws_tiny", lambda p, r: {**_cws_files(p, r), "data.pos": "upos",
+                                                 "model.lexicon_max_len": 3}),
     "pos": ("pos_tiny", _pos_files),
     # the BiLSTM on the jaxrnn.fast kernels
     "pos_fast": ("pos_tiny", lambda p, r: {**_pos_files(p, r), "model.impl": "auto"}),
@@ -94,6 +101,7 @@ def test_tagging_experiment_trains_evaluates_and_predicts(case, tmp_path, capsys
                      str(files["data.dev"])]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["split"] == "file" and 0 <= out[metric] <= 100
+    assert ("pos_f1" in out) == (case == "cws_joint_pos")
 
     pred = tmp_path / "pred.txt"
     assert cli.main(["predict", "--workdir", str(workdir), "--input",
@@ -101,6 +109,10 @@ def test_tagging_experiment_trains_evaluates_and_predicts(case, tmp_path, capsys
     written = pred.read_text(encoding="utf-8")
     if case.startswith("cws"):
         lines = written.split("\n")
+        if case == "cws_joint_pos":   # word/POS tokens, with a POS of the training data
+            tokens = [t.split("/") for line in lines for t in line.split()]
+            assert tokens and all(len(t) == 2 and t[1] in LEXICON_POS.values() for t in tokens)
+            lines = [" ".join(t.split("/")[0] for t in line.split()) for line in lines]
         assert lines[1] == "" and "".join(lines[0].split()) == "我们喜欢北京"
         assert "".join(lines[2].split()) == "中国人民好"
     else:
@@ -118,6 +130,33 @@ def test_cws_reader_makes_bmes_from_gold_words(tmp_path):
     for g, c in zip(gold, chars):
         assert text.bmes_to_words(c.tokens, c.tags) == list(g.tokens)
     assert cws.score(chars, [s.tags for s in chars])["f1"] == 100.0
+
+
+def test_cws_joint_pos_tags_and_scores(tmp_path):
+    """Joint tags are BMES x POS; the segmentation score ignores the POS, pos_f1 counts a word
+    only with its span and its POS (checked on a hand-made prediction)."""
+    from experiments import cws
+    files = _cws_files(tmp_path, np.random.default_rng(1))
+    gold = text.read_conllx(files["data.train"])
+    joint = cws.read(files["data.train"], pos="upos")
+    for g, c in zip(gold, joint):
+        assert cws.tagged_words(c.tokens, c.tags) == list(zip(g.tokens, g.tags))
+        assert [cws.split_tag(t)[0] for t in c.tags] == text.words_to_bmes(g.tokens)
+    perfect = cws.score(joint, [s.tags for s in joint])
+    assert perfect["f1"] == 100.0 and perfect["pos_f1"] == 100.0
+    # 研究生 / 很 / 好: gold NOUN ADV ADJ. Predicted: 研究 生 (split, right POS on neither
+    # span), 很 with the wrong POS, 好 right: segmentation 2 of 4 predicted correct of 3 gold
+    # words; joint 1 of 4 predicted of 3 gold.
+    sent = cws.Sentence(tuple("研究生很好"),
+                        ("B-NOUN", "M-NOUN", "E-NOUN", "S-ADV", "S-ADJ"), 1)
+    pred = ["B-NOUN", "E-NOUN", "S-NOUN", "S-VERB", "S-ADJ"]
+    got = cws.score([sent], [pred])
+    p, r = 100 * 2 / 4, 100 * 2 / 3
+    assert abs(got["f1"] - 2 * p * r / (p + r)) < 1e-9
+    p, r = 100 * 1 / 4, 100 * 1 / 3
+    assert abs(got["pos_f1"] - 2 * p * r / (p + r)) < 1e-9
+    assert "pos_f1" not in cws.score(cws.read(files["data.train"]),
+                                     [s.tags for s in cws.read(files["data.train"])])
 
 
 def test_config_errors_name_the_key():
