@@ -3,7 +3,7 @@
 Outputs, final carries and the gradients of every parameter, of the inputs and of the
 initial carry, for the plain LSTM and the GRU (reset_after=True), with padding
 (seq_lengths) and reverse, under every plan (hoisted or in-loop projection, unroll,
-remat, chunked weight gradients), in float32 (rtol 1e-5) and float64 (rtol 1e-10,
+remat, chunked weight gradients, per-block matmuls), in float32 (rtol 1e-5) and float64 (rtol 1e-10,
 which checks the hand-derived backward pass exactly), under jit and under an outer vmap. The reference gradients come
 from JAX's autodiff of jr.scan, independent of the custom VJP under test.
 """
@@ -31,6 +31,8 @@ PLANS = [
     Plan(hoist=True, unroll=1, unroll_bwd=1),
     Plan(hoist=False, unroll=3, unroll_bwd=2),              # unroll not dividing T
     Plan(hoist=False, unroll=2, unroll_bwd=1, remat=True, chunk=3),  # 2 chunks + 1 step
+    # per-step matmuls over column blocks (2 blocks: 1.5 gates each for the GRU's 3H = 12)
+    Plan(hoist=False, unroll=1, unroll_bwd=2, split=2),
 ]
 
 
@@ -110,7 +112,8 @@ def test_equals_vmap_scan_float32(cell_name, lengths, reverse):
 @pytest.mark.parametrize("cell_name", sorted(CELLS))
 def test_equals_vmap_scan_float64(x64, cell_name, reverse):
     """In float64 the hand-derived backward pass must equal autodiff to rounding."""
-    _compare(cell_name, (PLANS[0], PLANS[2]), LENGTHS, reverse, jnp.float64, rtol=1e-10,
+    _compare(cell_name, (PLANS[0], PLANS[2], PLANS[3]._replace(remat=True, chunk=4)),
+             LENGTHS, reverse, jnp.float64, rtol=1e-10,
              atol=1e-10)
 
 
@@ -227,3 +230,21 @@ def test_supports_and_errors():
     with pytest.raises(ValueError, match="peephole"):
         fast.lstm_layer(jr.lstm(H, peephole=True).init(jax.random.PRNGKey(0), I),
                         jnp.zeros((B, T, I)))
+    with pytest.raises(ValueError, match=r"Plan.split=3 does not divide the 16 gate columns"):
+        fast.lstm_layer(params, jnp.zeros((B, T, I)), plan=Plan(split=3))
+    with pytest.raises(ValueError, match="Plan.split must be a positive integer"):
+        fast.lstm_layer(params, jnp.zeros((B, T, I)), plan=Plan(split=0))
+
+
+def test_cpu_default_plans():
+    """The measured CPU defaults (docs/benchmarks.md, "Choosing the plan")."""
+    from jaxrnn.fast._common import _measured_plan
+    assert _measured_plan("cpu", "lstm", 32, 256, 100) == Plan(
+        hoist=False, unroll=2, unroll_bwd=2, chunk=24, split=1)
+    assert _measured_plan("cpu", "gru", 16, 256, 2000).split == 3     # per-gate matmuls
+    assert _measured_plan("cpu", "lstm", 16, 256, 2000).split == 4
+    assert _measured_plan("cpu", "lstm", 32, 256, 2000).split == 1    # batch too large
+    assert _measured_plan("cpu", "gru", 16, 512, 2000).split == 1     # blocks too large
+    assert _measured_plan("cpu", "gru", 1, 64, 1000) == Plan(
+        hoist=False, unroll=1, unroll_bwd=1, chunk=0, split=1)
+    assert _measured_plan("gpu", "lstm", 32, 256, 100) == Plan(hoist=True)

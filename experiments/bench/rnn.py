@@ -242,16 +242,23 @@ _CLOCK = {"wall": time.perf_counter, "process": time.process_time}
 
 
 def _time_round_robin(impls, warmup, repeats, clock="wall"):
-    """impls: {name: callable}. Returns {name: [seconds]} with calls interleaved."""
+    """impls: {name: callable}. Returns {name: [seconds]} with calls interleaved.
+
+    Round r starts at implementation r (mod n), so each one follows each other one equally
+    often: at the small size a JAX call right after a PyTorch call could run up to 3x slower
+    (PyTorch's OpenMP threads keep spinning for a while after a call), which a fixed order
+    charged to one implementation every round."""
     now = _CLOCK[clock]
     for f in impls.values():
         for _ in range(warmup):
             f()
+    names = list(impls)
     times = {n: [] for n in impls}
-    for _ in range(repeats):
-        for n, f in impls.items():
+    for r in range(repeats):
+        for k in range(len(names)):
+            n = names[(r + k) % len(names)]
             t0 = now()
-            f()
+            impls[n]()
             times[n].append(now() - t0)
     return times
 
@@ -290,9 +297,31 @@ def _machine():
     return info
 
 
+def _burn_in():
+    """Compiles and runs a throwaway program with a loop, matmuls and a gradient.
+
+    The first programs a process compiles ran slower than the same programs compiled later
+    (jaxrnn's LSTM fwd+bwd at (1, 1000, 32, 64): 6.07 ms when it was the first program, 3.92 ms
+    after a throwaway one; measured on the 2-core CPU), so whichever implementation was built
+    first lost. This puts every implementation after the same warm start."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss(w, xs):
+        def body(h, x):
+            h = jnp.tanh(h @ w + x)
+            return h, h
+        return jnp.sum(jax.lax.scan(body, jnp.zeros((4, 32)), xs)[1])
+
+    w, xs = jnp.eye(32) * 0.5, jnp.ones((16, 4, 32))
+    for _ in range(3):
+        jax.block_until_ready(jax.jit(jax.value_and_grad(loss))(w, xs))
+
+
 def run_rnn(args, results):
     import jax
 
+    _burn_in()
     impl_names = [s.strip() for s in args.impls.split(",") if s.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     on_gpu = jax.default_backend() == "gpu"

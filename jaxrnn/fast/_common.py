@@ -29,6 +29,10 @@ class Plan(NamedTuple):
         steps (one matmul over ``chunk * B`` rows) instead of once after the loop over all
         ``T * B`` rows, so the gate gradients of only ``chunk`` steps are alive at once.
         With ``remat`` this bounds the backward pass's memory for long sequences.
+      split: the per-step matmuls of the forward loop (and of the recomputation under
+        ``remat``) as this many matmuls over column blocks of the weights (e.g. one per
+        gate), concatenated; must divide the number of gate columns. On XLA:CPU several
+        narrow matmuls beat one wide one when the batch is small (see ``_measured_plan``).
     """
 
     hoist: bool = True
@@ -36,6 +40,7 @@ class Plan(NamedTuple):
     unroll_bwd: int = 1
     remat: bool = False
     chunk: int = 0
+    split: int = 1
 
 
 _DEFAULT_PLANS = {}
@@ -57,24 +62,37 @@ def default_plan(cell: str, batch: int, hidden: int, steps: int) -> Plan:
 # Bytes of gate gradients per backward chunk on CPU: small enough to stay in cache
 # between the loop that writes them and the weight-gradient matmul that reads them.
 _CPU_CHUNK_BYTES = 3 << 20
+# Per-gate matmuls (Plan.split) on CPU pay when the whole recurrent weight is larger than
+# this and one gate's block is not, for small batches (measured at H=256, B=4..24).
+_CPU_SPLIT_BLOCK_BYTES = 256 << 10
 
 
 def _measured_plan(platform: str, cell: str, batch: int, hidden: int, steps: int) -> Plan:
     """Defaults from measurements (docs/benchmarks.md, "Choosing the plan").
 
     CPU (XLA:CPU, YNNPACK matmuls): the input projection inside the loop beats the
-    hoisted one at every benchmark size; unrolling (2, 4, 8, 16) never paid, even at
-    B=1, H=64, and costs compile time; the weight gradients
+    hoisted one at every benchmark size; the LSTM's loops unrolled by 2 are 3-12% faster
+    forward+backward at all four benchmark sizes (the GRU's are not, so it stays at 1;
+    4 and 8 never paid); the weight gradients
     are computed every ``chunk`` steps, with ``chunk`` picked so that a chunk's gate
     gradients (about 3 MiB) are still in cache when the matmul reads them (15-20% faster
     at (32, 100, 128, 256), 5% at (64, 200, 256, 512) than one matmul after the loop).
+    With 2 <= B <= 24 and a recurrent weight over 256 KiB whose per-gate blocks fit in it
+    (H = 256 in float32), the per-step matmuls run one per gate (``split``): fwd+bwd
+    10% (LSTM) and 18% (GRU) faster at (16, 2000, 64, 256), 9-26% at B = 4, 8, 16, 24 and
+    H = 256; no gain at H = 128 or 512, B = 1 or B >= 32, where one wide matmul wins.
     GPU: cuDNN's order, the projection as one large matmul before the loop, and the
     weight gradients as one matmul after it.
     """
     if platform == "cpu":
         per_step = batch * hidden * (4 if cell == "lstm" else 6) * 4   # bytes of dz per step
         chunk = max(4, _CPU_CHUNK_BYTES // max(per_step, 1))
-        return Plan(hoist=False, unroll=1, unroll_bwd=1, chunk=0 if chunk >= steps else int(chunk))
+        unroll = 2 if cell == "lstm" else 1
+        gates = 4 if cell == "lstm" else 3
+        block_bytes = hidden * hidden * 4
+        narrow = 2 <= batch <= 24 and block_bytes <= _CPU_SPLIT_BLOCK_BYTES < gates * block_bytes
+        return Plan(hoist=False, unroll=unroll, unroll_bwd=unroll,
+                    chunk=0 if chunk >= steps else int(chunk), split=gates if narrow else 1)
     return Plan(hoist=True, unroll=1, unroll_bwd=1)
 
 
@@ -83,7 +101,7 @@ def resolve_plan(plan: Optional[Plan], cell: str, batch: int, hidden: int, steps
         return default_plan(cell, batch, hidden, steps)
     if isinstance(plan.chunk, bool) or not isinstance(plan.chunk, (int, np.integer)) or plan.chunk < 0:
         raise ValueError(f"Plan.chunk must be a non-negative integer, got {plan.chunk!r}")
-    for name in ("unroll", "unroll_bwd"):
+    for name in ("unroll", "unroll_bwd", "split"):
         v = getattr(plan, name)
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"Plan.{name} must be a positive integer, got {v!r}")
@@ -101,6 +119,36 @@ def compute_dtypes(dtype, *arrays):
 
 def mm(a, b, mdt, acc):
     return jnp.matmul(a.astype(mdt), b.astype(mdt), preferred_element_type=acc)
+
+
+def column_blocks(name: str, w, split: int) -> tuple:
+    """``w [K, N]`` as ``split`` column blocks ``[K, N / split]`` (sliced once, before the
+    time loop, so the loop body only reads them)."""
+    n = w.shape[-1]
+    if n % split:
+        raise ValueError(f"{name}: Plan.split={split} does not divide the {n} gate columns")
+    if split == 1:
+        return (w,)
+    width = n // split
+    return tuple(w[:, k * width:(k + 1) * width] for k in range(split))
+
+
+def mm_blocks_t(d, blocks: tuple, mdt, acc):
+    """``d @ concatenate(blocks, -1).T`` as one matmul per block, summed."""
+    if len(blocks) == 1:
+        return mm(d, blocks[0].T, mdt, acc)
+    width = blocks[0].shape[-1]
+    out = mm(d[..., :width], blocks[0].T, mdt, acc)
+    for k in range(1, len(blocks)):
+        out = out + mm(d[..., k * width:(k + 1) * width], blocks[k].T, mdt, acc)
+    return out
+
+
+def mm_blocks(a, blocks: tuple, mdt, acc):
+    """``a @ concatenate(blocks, -1)`` as one matmul per block."""
+    if len(blocks) == 1:
+        return mm(a, blocks[0], mdt, acc)
+    return jnp.concatenate([mm(a, b, mdt, acc) for b in blocks], axis=-1)
 
 
 def check_batch(name: str, xs, input_size: int):

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxrnn.fast import _common
-from jaxrnn.fast._common import Plan, mm
+from jaxrnn.fast._common import Plan, column_blocks, mm, mm_blocks, mm_blocks_t
 
 __all__ = ["gru_layer", "supports_gru"]
 
@@ -72,11 +72,13 @@ def _make_core(plan: Plan, reverse: bool, masked: bool, mdt, acc):
         bi, bh = b_ih.astype(acc), b_hh.astype(acc)
         seq = mm(xs, w_ih, mdt, acc) + bi if plan.hoist else xs
         store_gates = save and not plan.remat
+        hh_blocks = column_blocks("gru_layer", w_hh, plan.split)
+        ih_blocks = column_blocks("gru_layer", w_ih, plan.split)
 
         def body(h, s):
             x_t, m_t = s
-            a = x_t if plan.hoist else mm(x_t, w_ih, mdt, acc) + bi
-            u = mm(h, w_hh, mdt, acc) + bh
+            a = x_t if plan.hoist else mm_blocks(x_t, ih_blocks, mdt, acc) + bi
+            u = mm_blocks(h, hh_blocks, mdt, acc) + bh
             r, z, n, u_n, h_new = gates_of(a, u, h.astype(acc), scale, offset)
             h_new = h_new.astype(hdt)
             if masked:
@@ -105,13 +107,15 @@ def _make_core(plan: Plan, reverse: bool, masked: bool, mdt, acc):
         scale, offset = consts(H)
         bi, bh = b_ih.astype(acc), b_hh.astype(acc)
         h_prev = _common.shifted(hs, h0, reverse)
+        hh_blocks = column_blocks("gru_layer", w_hh, plan.split)
+        ih_blocks = column_blocks("gru_layer", w_ih, plan.split)
 
         def body(dh, s):
             dy, g4, hp, x_t, m = s
             hp = hp.astype(acc)
             if plan.remat:   # recompute this step's gates from the stored states
-                a = mm(x_t, w_ih, mdt, acc) + bi
-                u = mm(hp, w_hh, mdt, acc) + bh
+                a = mm_blocks(x_t, ih_blocks, mdt, acc) + bi
+                u = mm_blocks(hp, hh_blocks, mdt, acc) + bh
                 r, z, n, u_n, _ = gates_of(a, u, hp, scale, offset)
             else:
                 r, z, n, u_n = (g4[..., k * H:(k + 1) * H] for k in range(4))
@@ -126,7 +130,7 @@ def _make_core(plan: Plan, reverse: bool, masked: bool, mdt, acc):
                 da = jnp.where(m, da, 0.0)
                 du = jnp.where(m, du, 0.0)
                 direct = jnp.where(m, direct, dh)
-            dh_prev = mm(du, w_hh.T, mdt, acc) + direct
+            dh_prev = mm_blocks_t(du, hh_blocks, mdt, acc) + direct
             return dh_prev, (da, du)
 
         seqs = (dhs, gates, h_prev, xs, mask)

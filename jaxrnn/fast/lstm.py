@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxrnn.fast import _common
-from jaxrnn.fast._common import Plan, mm
+from jaxrnn.fast._common import Plan, column_blocks, mm, mm_blocks, mm_blocks_t
 
 __all__ = ["lstm_layer", "supports_lstm"]
 
@@ -83,12 +83,14 @@ def _make_core(plan: Plan, reverse: bool, masked: bool, mdt, acc):
         bb = b.astype(acc)
         seq = mm(xs, w_ih, mdt, acc) + bb if plan.hoist else xs
         store_gates = save and not plan.remat
+        hh_blocks = column_blocks("lstm_layer", w_hh, plan.split)
+        ih_blocks = column_blocks("lstm_layer", w_ih, plan.split)
 
         def body(carry, s):
             h, c = carry
             x_t, m_t = s
-            z = mm(h, w_hh, mdt, acc)
-            z = z + x_t if plan.hoist else z + mm(x_t, w_ih, mdt, acc) + bb
+            z = mm_blocks(h, hh_blocks, mdt, acc)
+            z = z + x_t if plan.hoist else z + mm_blocks(x_t, ih_blocks, mdt, acc) + bb
             a, c_new, h_new = gates_of(z, c.astype(acc), scale, offset)
             h_new = h_new.astype(hdt)
             c_new = c_new.astype(cdt)
@@ -125,13 +127,16 @@ def _make_core(plan: Plan, reverse: bool, masked: bool, mdt, acc):
         scale, offset = consts(h0.shape[-1])
         bb = b.astype(acc)
         h_prev = _common.shifted(hs, h0, reverse)
+        hh_blocks = column_blocks("lstm_layer", w_hh, plan.split)
+        ih_blocks = column_blocks("lstm_layer", w_ih, plan.split)
 
         def body(carry, s):
             dh, dc, c = carry          # c: the cell state after this step
             dy, a, cp, hp, x_t, m = s
             cp = cp.astype(acc)
             if plan.remat:   # recompute this step's gates from the stored carries
-                z = mm(hp, w_hh, mdt, acc) + mm(x_t, w_ih, mdt, acc) + bb
+                z = (mm_blocks(hp, hh_blocks, mdt, acc) + mm_blocks(x_t, ih_blocks, mdt, acc)
+                     + bb)
                 a = _activate(z, scale, offset)
             i, f, g, o = jnp.split(a, 4, axis=-1)
             dh = dh + dy.astype(acc)
@@ -145,7 +150,7 @@ def _make_core(plan: Plan, reverse: bool, masked: bool, mdt, acc):
             if masked:
                 dz = jnp.where(m, dz, 0.0)
                 dc_prev = jnp.where(m, dc_prev, dc)
-            dh_prev = mm(dz, w_hh.T, mdt, acc)
+            dh_prev = mm_blocks_t(dz, hh_blocks, mdt, acc)
             if masked:
                 dh_prev = dh_prev + jnp.where(m, 0.0, dh)
             return (dh_prev, dc_prev, cp), dz
