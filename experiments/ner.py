@@ -4,9 +4,12 @@
 
 - ``columns``: ``token<TAB>tag`` per line, BIO tags (``wnut17/``): word embeddings + a
   character CNN/BiLSTM per word, as in ``pos``;
-- ``chars``: one character per line, ``char[digit]<TAB>tag`` (``weibo_ner/``; the digit, a
-  word-position from an automatic segmenter, is ignored): character + character-bigram
-  embeddings, as in ``cws``.
+- ``chars``: one character per line, ``char[digit]<TAB>tag`` (``weibo_ner/``; the digit is the
+  character's position in a word of an automatic segmenter): character + character-bigram
+  embeddings, as in ``cws``. With ``model.lexicon_max_len`` the training files' words (read
+  off the position digits: a word starts at position 0) become a lexicon, and each character
+  gets ``cws``'s lexicon-match bits (jackknifed over the training sentences); only the
+  lexicon is needed afterwards, so ``evaluate`` and ``predict`` work on any text.
 
 The CRF forbids invalid BIO transitions (``I-X`` after ``O`` or after another type).
 
@@ -49,12 +52,33 @@ def write_columns(tokens, tags) -> str:
     return "".join(f"{w}\t{t}\n" for w, t in zip(tokens, tags)) + "\n"
 
 
+def segmenter_words(sentence) -> list[str]:
+    """The words of a ``read_chars(..., keep_positions=True)`` sentence: a word starts at each
+    character of position 0 (or without a position)."""
+    words = []
+    for ch, pos in sentence.tokens:
+        if pos <= 0 or not words:
+            words.append(ch)
+        else:
+            words[-1] += ch
+    return words
+
+
 def build(cfg: Config, runtime):
     chars = cfg.data.format == "chars"
     read = read_chars if chars else read_columns
     train, dev = read(cfg.data.train), read(cfg.data.dev)
     tokens = [s.tokens for s in train]
-    inp = CharInput(tokens, cfg.model) if chars else WordInput(tokens, cfg.model)
+    if chars:
+        words = None
+        if cfg.model.lexicon_max_len:
+            words = [segmenter_words(s) for s in read_chars(cfg.data.train, keep_positions=True)]
+        inp = CharInput(tokens, cfg.model, words=words)
+    else:
+        if cfg.model.lexicon_max_len:
+            raise ValueError("model.lexicon_max_len needs data.format: chars (a character-level "
+                             "task whose training words are known)")
+        inp = WordInput(tokens, cfg.model)
     tags = Vocab.build((t for s in train for t in s.tags), specials=())
     model = Tagger(inp, cfg.model, tags, "BIO")
     tokenize = (lambda line: [c for c in line if not c.isspace()]) if chars else str.split

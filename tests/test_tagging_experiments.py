@@ -53,7 +53,12 @@ def _ner_files(tmp_path, rng, chars=False):
         ent = list(name) if chars else [name]
         toks += [(t, ("B-" if i == 0 else "I-") + "LOC") for i, t in enumerate(ent)]
         toks += [(filler[rng.integers(4)], "O")]
-        return "".join(f"{t}{'0' if chars else ''}\t{g}\n" for t, g in toks)
+        # chars: each token's position in its segmenter word (the names are two-char words)
+        pos = [0] * len(toks)
+        if chars:
+            start = len(toks) - 1 - len(ent)
+            pos[start:start + len(ent)] = range(len(ent))
+        return "".join(f"{t}{p if chars else ''}\t{g}\n" for (t, g), p in zip(toks, pos))
     for name, n in (("train.txt", 64), ("dev.txt", 8)):
         (tmp_path / name).write_text("\n".join(sentence() for _ in range(n)), encoding="utf-8")
     return {"data.train": tmp_path / "train.txt", "data.dev": tmp_path / "dev.txt",
@@ -72,6 +77,9 @@ CASES = {
     "pos_fast": ("pos_tiny", lambda p, r: {**_pos_files(p, r), "model.impl": "auto"}),
     "ner": ("ner_tiny", _ner_files),
     "ner_chars": ("ner_tiny", lambda p, r: _ner_files(p, r, chars=True)),
+    # lexicon bits from the segmenter words of the training file (position digits)
+    "ner_chars_lexicon": ("ner_tiny", lambda p, r: {**_ner_files(p, r, chars=True),
+                                                    "model.lexicon_max_len": 3}),
 }
 
 
@@ -157,6 +165,23 @@ def test_cws_joint_pos_tags_and_scores(tmp_path):
     assert abs(got["pos_f1"] - 2 * p * r / (p + r)) < 1e-9
     assert "pos_f1" not in cws.score(cws.read(files["data.train"]),
                                      [s.tags for s in cws.read(files["data.train"])])
+
+
+def test_ner_segmenter_words_and_lexicon(tmp_path):
+    """Weibo-style position digits give the training words (a word starts at position 0), and
+    the lexicon bits of a character model come from them."""
+    from experiments import ner
+    from jaxrnn.text.tagger import CharInput, TaggerConfig
+    path = tmp_path / "w.txt"
+    path.write_text("我0\tO\n爱0\tO\n北0\tB-LOC\n京1\tI-LOC\n天0\tO\n安1\tO\n门2\tO\n",
+                    encoding="utf-8")
+    sent = text.read_chars(path, keep_positions=True)[0]
+    assert ner.segmenter_words(sent) == ["我", "爱", "北京", "天安门"]
+    inp = CharInput([tuple("我爱北京天安门")], TaggerConfig(lexicon_max_len=3, lexicon_folds=2),
+                    words=[ner.segmenter_words(sent)])
+    bits = inp.lexicon_features(list("去北京"), inp.lexicon)
+    # L=2 columns: starts at 北, ends at 京; no 3-character word in this text
+    assert bits[1, 0] == 1 and bits[2, 1] == 1 and bits[0].sum() == 0 and bits[:, 3:].sum() == 0
 
 
 def test_config_errors_name_the_key():
