@@ -27,8 +27,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
-from jaxrnn.text import Sentence, bmes_to_words, read_conllx, segmentation_prf, words_to_bmes
-from jaxrnn.text.scoring import prf
+from jaxrnn.text import (Sentence, bmes_to_words, prf, read_conllx, segmentation_prf,
+                         words_to_bmes)
 from jaxrnn.text.tagger import BatchConfig, CharInput, Tagger, TaggerConfig, tagging_task
 from jaxrnn.text.vocab import Vocab
 from jaxrnn.train.config import BaseConfig, TrainConfig, data_path

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from jaxrnn.text import Vocab, entity_prf, read_chars, read_columns
+from jaxrnn.text import Sentence, Vocab, entity_prf, read_chars, read_columns
 from jaxrnn.text.tagger import (BatchConfig, CharInput, Tagger, TaggerConfig, WordInput,
                                 tagging_task)
 from jaxrnn.train.config import BaseConfig, TrainConfig, data_path
@@ -67,18 +67,19 @@ def segmenter_words(sentence) -> list[str]:
 def build(cfg: Config, runtime):
     chars = cfg.data.format == "chars"
     read = read_chars if chars else read_columns
-    train, dev = read(cfg.data.train), read(cfg.data.dev)
-    tokens = [s.tokens for s in train]
-    if chars:
-        words = None
-        if cfg.model.lexicon_max_len:
-            words = [segmenter_words(s) for s in read_chars(cfg.data.train, keep_positions=True)]
-        inp = CharInput(tokens, cfg.model, words=words)
+    dev = read(cfg.data.dev)
+    if chars:   # the training file once, with positions: its words feed the lexicon bits
+        positioned = read_chars(cfg.data.train, keep_positions=True)
+        train = [Sentence(tuple(c for c, _ in s.tokens), s.tags, s.line) for s in positioned]
+        words = ([segmenter_words(s) for s in positioned] if cfg.model.lexicon_max_len
+                 else None)
+        inp = CharInput([s.tokens for s in train], cfg.model, words=words)
     else:
+        train = read(cfg.data.train)
         if cfg.model.lexicon_max_len:
             raise ValueError("model.lexicon_max_len needs data.format: chars (a character-level "
                              "task whose training words are known)")
-        inp = WordInput(tokens, cfg.model)
+        inp = WordInput([s.tokens for s in train], cfg.model)
     tags = Vocab.build((t for s in train for t in s.tags), specials=())
     model = Tagger(inp, cfg.model, tags, "BIO")
     tokenize = (lambda line: [c for c in line if not c.isspace()]) if chars else str.split

@@ -248,3 +248,12 @@ def test_cpu_default_plans():
     assert _measured_plan("cpu", "gru", 1, 64, 1000) == Plan(
         hoist=False, unroll=1, unroll_bwd=1, chunk=0, split=1)
     assert _measured_plan("gpu", "lstm", 32, 256, 100) == Plan(hoist=True)
+
+
+def test_plan_benchmark_runs(capsys):
+    """experiments.bench.plans (where the CPU defaults come from) runs end to end."""
+    from experiments.bench import plans
+    assert plans.main(["lstm:2,5,3,4", "--vary", "split=1,2", "--rounds", "1",
+                       "--matmul", "2,4,8"]) == 0
+    out = capsys.readouterr().out
+    assert "split=2" in out and "GFLOP/s" in out
