@@ -97,7 +97,8 @@ class ModelConfig:
     cell_options: dict = field(default_factory=dict)
     # min_gru / min_lstm: train with the associative (parallel) scan over time
     parallel: bool = True
-    unroll: int = 1
+    # time steps per loop iteration (None: the backend's measured plan)
+    unroll: Optional[int] = None
 
 
 @dataclass

@@ -62,7 +62,8 @@ class ModelConfig:
     # extra keyword arguments of the cell factory, e.g. {layer_norm: true} for lstm
     cell_options: dict = field(default_factory=dict)
     # time steps per loop iteration of the scan
-    unroll: int = 1
+    # time steps per loop iteration (None: the backend's measured plan)
+    unroll: Optional[int] = None
 
 
 @dataclass

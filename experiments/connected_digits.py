@@ -65,7 +65,6 @@ class ModelConfig:
     hidden_size: int = 128
     num_layers: int = 2
     dropout: float = 0.1
-    fast: bool = True
 
 
 @dataclass
@@ -147,7 +146,7 @@ def build(cfg: Config, runtime) -> Task:
     d, t, m = cfg.data, cfg.train, cfg.model
     splits = build_splits(d)
     F = splits["train"][0][0].shape[1]
-    enc = Encoder(m.cell, m.hidden_size, m.num_layers, m.dropout, m.fast)
+    enc = Encoder(m.cell, m.hidden_size, m.num_layers, m.dropout)
     L = d.max_digits
     train_feats, train_labels = splits["train"]
     if t.batch_size > len(train_feats):

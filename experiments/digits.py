@@ -16,10 +16,10 @@ Splits (``data.split``):
   train = their takes 5-49. ``python -m experiments.digits rotations`` runs all six.
 
 Model: ``model.num_layers`` bidirectional layers of ``model.cell`` (gru or lstm) with dropout
-between them -> masked mean (or max) over time -> dropout -> linear, 10 classes. With
-``model.fast`` the layers run on :mod:`jaxrnn.fast` (whole-batch cells with a hand-derived
-backward; equal to ``vmap(jr.stack.apply)``, tested). Optional SpecAugment masking of the
-training features (``data.spec_augment``) inside the jitted step, with the step's key.
+between them -> masked mean (or max) over time -> dropout -> linear, 10 classes; the batch is
+a ``vmap`` of the stack (the fused engine runs it as one whole-batch loop). Optional
+SpecAugment masking of the training features (``data.spec_augment``) inside the jitted step,
+with the step's key.
 
 Test accuracy, overall and per speaker: ``jaxrnn evaluate --workdir DIR --split test``.
 """
@@ -91,7 +91,6 @@ class ModelConfig:
     num_layers: int = 2
     dropout: float = 0.1
     readout: Literal["mean", "max"] = "mean"
-    fast: bool = True
 
 
 @dataclass
@@ -205,10 +204,10 @@ class Batches:
 # --------------------------------------------------------------------------- model
 
 class Encoder:
-    """A deep bidirectional RNN over padded batches ``[B, T, F]`` (built with ``jr.stack`` of
-    ``jr.bidirectional``; run with :mod:`jaxrnn.fast` when ``fast`` and the cell has one)."""
+    """A deep bidirectional RNN over padded batches ``[B, T, F]``: a ``vmap`` of ``jr.stack``
+    of ``jr.bidirectional`` layers."""
 
-    def __init__(self, cell: str, hidden: int, num_layers: int, dropout: float, fast: bool):
+    def __init__(self, cell: str, hidden: int, num_layers: int, dropout: float):
         if num_layers < 1 or hidden < 1:
             raise ConfigError("model.num_layers and model.hidden_size must be >= 1")
         if not 0.0 <= dropout < 1.0:
@@ -216,30 +215,17 @@ class Encoder:
         self.cell = jr.gru(hidden) if cell == "gru" else jr.lstm(hidden)
         self.net = jr.stack([jr.bidirectional(self.cell) for _ in range(num_layers)],
                             dropout=dropout)
-        self.rate, self.output_size = dropout, self.net.output_size
-        from jaxrnn import fast as fast_lib
-        self.fast = fast and fast_lib.supports(self.cell)
+        self.output_size = self.net.output_size
 
     def init(self, key, input_size: int):
         return self.net.init(key, input_size)
 
     def __call__(self, params, x, lengths, key=None):
-        if not self.fast:
-            keys = None if key is None else jax.random.split(key, x.shape[0])
-            if keys is None:
-                return jax.vmap(lambda xi, n: self.net.apply(params, xi, seq_lengths=n)[0])(x, lengths)
-            return jax.vmap(lambda xi, n, k: self.net.apply(params, xi, seq_lengths=n, key=k)[0])(
-                x, lengths, keys)
-        from jaxrnn import fast as fast_lib
-        h = x
-        for i, p in enumerate(params):
-            if i and key is not None:
-                h = jr.dropout(jax.random.fold_in(key, i), h, self.rate)
-            p_fw, p_bw = (jax.tree.map(lambda a, j=j: a[j], p) for j in (0, 1))
-            y_fw, _ = fast_lib.layer(self.cell, p_fw, h, seq_lengths=lengths)
-            y_bw, _ = fast_lib.layer(self.cell, p_bw, h, seq_lengths=lengths, reverse=True)
-            h = jnp.concatenate([y_fw, y_bw], axis=-1)
-        return h
+        if key is None:
+            return jax.vmap(lambda xi, n: self.net.apply(params, xi, seq_lengths=n)[0])(x, lengths)
+        keys = jax.random.split(key, x.shape[0])
+        return jax.vmap(lambda xi, n, k: self.net.apply(params, xi, seq_lengths=n, key=k)[0])(
+            x, lengths, keys)
 
 
 def linear_init(key, d_in: int, d_out: int):
@@ -259,7 +245,7 @@ def augment(cfg: AugmentConfig, key, x, lengths):
 
 class Classifier:
     def __init__(self, cfg: ModelConfig, input_size: int):
-        self.enc = Encoder(cfg.cell, cfg.hidden_size, cfg.num_layers, cfg.dropout, cfg.fast)
+        self.enc = Encoder(cfg.cell, cfg.hidden_size, cfg.num_layers, cfg.dropout)
         self.cfg, self.input_size = cfg, input_size
 
     def init(self, key):

@@ -24,7 +24,7 @@ seed of the table: ``python -m experiments.gates_report --only mnist1d`` (``docs
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Optional
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +61,8 @@ class ModelConfig:
     readout: Literal["last", "mean", "max"] = "last"
     dropout: float = 0.0
     cell_options: dict = field(default_factory=dict)
-    unroll: int = 1
+    # time steps per loop iteration (None: the backend's measured plan)
+    unroll: Optional[int] = None
 
 
 @dataclass

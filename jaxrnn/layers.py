@@ -12,7 +12,7 @@ is passed; without one the layer is deterministic (evaluation).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -70,31 +70,9 @@ def _as_layer(obj) -> Layer:
 
 # --------------------------------------------------------------------------- one direction
 
-_IMPLS = ("scan", "fast", "auto")
-
-
-def _uses_fast(cell: base.Cell, impl: str, recurrent_dropout: float, zoneout: float,
-               parallel: bool) -> bool:
-    """Whether a layer with these options runs on :mod:`jaxrnn.fast` (see :func:`layer`)."""
-    if impl not in _IMPLS:
-        raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
-    if impl == "scan":
-        return False
-    from jaxrnn import fast
-    why = None
-    if not fast.supports(cell):
-        why = (f"cell {cell.name!r} with options {cell.options} has no fast path (plain LSTM "
-               f"and GRU with reset_after=True have one)")
-    elif recurrent_dropout or zoneout or parallel:
-        why = "recurrent_dropout, zoneout and parallel need the scan path"
-    if why is not None and impl == "fast":
-        raise ValueError(f"impl='fast': {why}")
-    return why is None
-
-
 def layer(cell: base.Cell, *, reverse: bool = False, input_dropout: float = 0.0,
-          recurrent_dropout: float = 0.0, zoneout: float = 0.0, unroll: int = 1,
-          parallel: bool = False, impl: str = "scan") -> Layer:
+          recurrent_dropout: float = 0.0, zoneout: float = 0.0, unroll: Optional[int] = None,
+          parallel: bool = False, method: str = "fused", remat: bool = False) -> Layer:
     """One recurrent layer in one direction, with the regularizers over time.
 
     Args:
@@ -106,29 +84,27 @@ def layer(cell: base.Cell, *, reverse: bool = False, input_dropout: float = 0.0,
         weights, one mask for every step.
       zoneout: each unit of the carry keeps its previous value with this probability
         during training, and takes the expectation at evaluation (Krueger et al. 2017).
-      unroll: time steps per loop iteration.
-      parallel: associative scan over time (``min_gru`` and ``min_lstm`` only).
-      impl: ``"scan"`` (the reference loop, :func:`jaxrnn.scan`), ``"fast"`` (the whole-batch
-        kernels of :mod:`jaxrnn.fast`, hand-derived backward pass; an error where they do not
-        apply) or ``"auto"`` (fast where it applies, else scan). The fast path serves plain
-        LSTM and GRU (reset_after) cells without recurrent dropout, zoneout or ``parallel``
-        (input dropout is fine); ``unroll`` is ignored on it. Its numbers equal the scan's
-        within float tolerance (tests/test_fast.py); under ``jax.vmap`` of ``apply`` the
-        batch runs as one kernel.
+      unroll: time steps per loop iteration (None: the backend's measured plan).
+      parallel: associative scan over time (cells with ``log_coefficients``: ``min_gru``,
+        ``min_lstm``).
+      method: ``"fused"`` (the fused engine, the default) or ``"reference"`` (autodiff of a
+        plain ``lax.scan``), as in :func:`jaxrnn.scan`; every regularizer works with both.
+      remat: recompute instead of storing most of what the backward pass needs (as in
+        :func:`jaxrnn.scan`).
     """
     if not isinstance(cell, base.Cell):
         raise TypeError(f"layer() takes a jaxrnn Cell, got {type(cell).__name__}")
+    reverse = scan_lib.check_bool("reverse", reverse)
     p_in = _check_rate("input_dropout", input_dropout)
     p_rec = _check_rate("recurrent_dropout", recurrent_dropout)
     p_zone = _check_rate("zoneout", zoneout)
-    use_fast = _uses_fast(cell, impl, p_rec, p_zone, parallel)
-    if parallel:
-        from jaxrnn.cells.minimal import PARALLEL_CELLS
-        if cell.name not in PARALLEL_CELLS:
-            raise ValueError(f"parallel=True needs one of {PARALLEL_CELLS}, got {cell.name!r}")
-        if p_rec or p_zone:
-            raise ValueError("parallel=True supports input_dropout only (no recurrent "
-                             "dropout or zoneout: they break the linear recurrence)")
+    unroll = scan_lib.check_unroll(unroll)
+    method = scan_lib.check_method(method)
+    remat = scan_lib.check_bool("remat", remat)
+    parallel = scan_lib.check_parallel(cell, parallel)
+    if parallel and (p_rec or p_zone):
+        raise ValueError("parallel=True supports input_dropout only (no recurrent "
+                         "dropout or zoneout: they break the linear recurrence)")
 
     def apply(params, xs, carry=None, *, seq_lengths=None, key=None, _reverse=None):
         xs = jnp.asarray(xs)
@@ -156,11 +132,9 @@ def layer(cell: base.Cell, *, reverse: bool = False, input_dropout: float = 0.0,
                     jax.random.bernoulli(k, p_zone, (T,) + jnp.shape(leaf))
                     for k, leaf in zip(keys, leaves)])
         rev = reverse if _reverse is None else _reverse
-        if use_fast:
-            from jaxrnn import fast
-            return fast.scan(cell, params, xs, carry, seq_lengths=lengths, reverse=bool(rev))
         return scan_lib.run(cell, params, xs, carry, lengths=lengths, reverse=rev,
-                            unroll=unroll, parallel=parallel, rec_mask=rec_mask,
+                            unroll=unroll, parallel=parallel, method=method, remat=remat,
+                            rec_mask=rec_mask,
                             zoneout_rate=0.0 if zmasks is not None else p_zone,
                             zoneout_masks=zmasks)
 
@@ -211,11 +185,6 @@ def bidirectional(cell: base.Cell, cell_bw: base.Cell = None, merge: Union[str, 
     bw = cell if cell_bw is None else cell_bw
     fw_layer = layer(cell, **layer_options)
     bw_layer = layer(bw, reverse=True, **layer_options)
-    # the fast path needs a static direction: two calls instead of one vmap over direction
-    fast_dirs = shared and _uses_fast(cell, layer_options.get("impl", "scan"),
-                                      layer_options.get("recurrent_dropout", 0.0),
-                                      layer_options.get("zoneout", 0.0),
-                                      layer_options.get("parallel", False))
     if cell.output_size != bw.output_size and merge != "concat":
         raise ValueError(f"merge {merge!r} needs equal output sizes, got {cell.output_size} "
                          f"and {bw.output_size}")
@@ -250,12 +219,6 @@ def bidirectional(cell: base.Cell, cell_bw: base.Cell = None, merge: Union[str, 
                 c_fw = c_bw = c
             stacked_carry = jax.tree.map(lambda a, b: jnp.stack([a, b]), c_fw, c_bw)
             rev = jnp.array([False, True])
-            if fast_dirs:
-                outs = [fw_layer.apply(jax.tree.map(lambda a: a[d], params), xs,
-                                       (c_fw, c_bw)[d], seq_lengths=seq_lengths, key=keys[d],
-                                       _reverse=bool(d))
-                        for d in (0, 1)]
-                return merge_fn(outs[0][0], outs[1][0]), (outs[0][1], outs[1][1])
             if key is None:
                 run = lambda p, c, r: fw_layer.apply(p, xs, c, seq_lengths=seq_lengths, _reverse=r)
                 ys, cs = jax.vmap(run)(params, stacked_carry, rev)

@@ -10,8 +10,11 @@ Semantics, shared by every layer built on it:
 - ``reverse=True`` reads the valid part backwards: step 1 reads ``xs[n-1]``, the last
   step reads ``xs[0]``; ``ys[t]`` stays aligned with ``xs[t]`` (as PyTorch's backward
   direction and ``lax.scan(reverse=True)``); padding stays at the end.
-- The input projection of every step is one matmul over ``[T, input]`` before the
-  loop; the loop runs only the recurrent half (``cell.recur``).
+
+Two loops run the same step (the cell's :class:`~jaxrnn.cells.base.Recurrence`, one
+definition): ``method="fused"`` (the default), the fused engine of :mod:`jaxrnn.engine` with
+its hand-derived backward pass, and ``method="reference"``, the plain ``lax.scan`` that JAX's
+autodiff differentiates (the test oracle, and the loop to read when learning).
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrnn import engine
 from jaxrnn.cells import base
-from jaxrnn.cells import minimal
 
 PyTree = Any
 
@@ -39,7 +42,7 @@ def _is_concrete(x) -> bool:
 
 def x_rank(cell: base.Cell) -> int:
     """The rank of one step's input ``x_t`` for this cell (1, or 1 + spatial dims)."""
-    return 1 + int(cell.options.get("spatial_dims", 0))
+    return 1 + cell.spatial_dims
 
 
 def check_sequence(cell: base.Cell, params, xs, what: str = "xs") -> None:
@@ -98,8 +101,48 @@ def check_carry(cell_name: str, expected, carry) -> None:
 
 # --------------------------------------------------------------------------- public scan
 
+METHODS = ("fused", "reference")
+
+
+def check_method(method) -> str:
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return method
+
+
+def check_unroll(unroll):
+    if unroll is None:
+        return None
+    if isinstance(unroll, bool) or not isinstance(unroll, (int, np.integer)) or unroll < 1:
+        raise ValueError(f"unroll must be a positive integer or None, got {unroll!r}")
+    return int(unroll)
+
+
+def check_parallel(cell: base.Cell, parallel) -> bool:
+    parallel = check_bool("parallel", parallel)
+    if parallel and cell.log_coefficients is None:
+        raise ValueError(f"parallel=True needs a cell whose state follows a linear recurrence "
+                         f"(min_gru, min_lstm); the {cell.name!r} cell does not")
+    return bool(parallel)
+
+
+def check_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def check_reverse(reverse):
+    if isinstance(reverse, (bool, np.bool_)):
+        return bool(reverse)
+    if isinstance(reverse, jax.Array) and reverse.shape == () and reverse.dtype == jnp.bool_:
+        return reverse            # traced direction (bidirectional layers vmap over it)
+    raise TypeError(f"reverse must be a bool, got {reverse!r}")
+
+
 def scan(cell: base.Cell, params, xs, carry=None, *, seq_lengths=None, reverse=False,
-         unroll: int = 1, parallel: bool = False):
+         unroll: Optional[int] = None, parallel: bool = False, method: str = "fused",
+         remat: bool = False):
     """Runs ``cell`` over one sequence ``xs`` ``[T, input]``; returns ``(ys, carry)``.
 
     Args:
@@ -109,13 +152,24 @@ def scan(cell: base.Cell, params, xs, carry=None, *, seq_lengths=None, reverse=F
       carry: the initial carry; zeros when None.
       seq_lengths: a scalar integer, the valid length of a right-padded sequence.
       reverse: read the valid part backwards (``ys`` stays aligned with ``xs``).
-      unroll: time steps per loop iteration of ``lax.scan``.
-      parallel: for ``min_gru``/``min_lstm``, a log-space associative scan over time
-        instead of a sequential loop (same numbers, O(log T) depth).
+      unroll: time steps per loop iteration; None: the backend's measured plan.
+      parallel: for cells with ``log_coefficients`` (``min_gru``, ``min_lstm``), a log-space
+        associative scan over time instead of a sequential loop (same numbers, O(log T) depth).
+      method: ``"fused"`` (the default: the fused engine, hand-derived backward pass) or
+        ``"reference"`` (autodiff of a plain ``lax.scan``). Same numbers; the fused engine
+        supports reverse-mode autodiff (``grad``, ``vjp``) but not forward mode (``jvp``,
+        ``jacfwd``), for which ``"reference"`` is there.
+      remat: keep less for the backward pass and recompute the rest (``"fused"``: the carry
+        entering every chunk of about sqrt(T) steps; ``"reference"``: the carry of every step).
 
     Returns:
       ``ys`` of shape ``[T, output]`` (zero past ``seq_lengths``) and the final carry.
     """
+    method = check_method(method)
+    unroll = check_unroll(unroll)
+    parallel = check_parallel(cell, parallel)
+    reverse = check_reverse(reverse)
+    remat = check_bool("remat", remat)
     xs = jnp.asarray(xs)
     check_sequence(cell, params, xs)
     lengths = check_seq_lengths(seq_lengths, xs.shape[0])
@@ -125,86 +179,88 @@ def scan(cell: base.Cell, params, xs, carry=None, *, seq_lengths=None, reverse=F
     else:
         check_carry(cell.name, jax.eval_shape(lambda: expected), carry)
     return run(cell, params, xs, carry, lengths=lengths, reverse=reverse, unroll=unroll,
-               parallel=parallel)
+               parallel=parallel, method=method, remat=remat)
 
 
-# --------------------------------------------------------------------------- the loop
+# --------------------------------------------------------------------------- the loops
 
-def time_permutation(num_steps: int, lengths, reverse):
-    """Indices that read the valid part of a padded sequence backwards (an involution).
-
-    ``reverse`` may be a Python bool or a traced boolean (bidirectional layers vmap over it).
-    Returns None when no permutation is needed.
-    """
-    if isinstance(reverse, (bool, np.bool_)) and not reverse:
-        return None
-    t = jnp.arange(num_steps)
-    n = num_steps if lengths is None else lengths
-    rev_idx = jnp.where(t < n, n - 1 - t, t)
-    if isinstance(reverse, (bool, np.bool_)):
-        return rev_idx
-    return jnp.where(reverse, rev_idx, t)
+def _permute(tree, perm, flip):
+    if tree is None or (perm is None and not flip):
+        return tree
+    if flip:
+        return jax.tree.map(lambda a: jnp.flip(a, 0), tree)
+    return jax.tree.map(lambda a: jnp.take(a, perm, axis=0), tree)
 
 
-def _select(mask, new, old):
-    return jax.tree.map(lambda a, b: jnp.where(mask, a, b), new, old)
-
-
-def run(cell: base.Cell, params, xs, carry, *, lengths=None, reverse=False, unroll=1,
-        parallel=False, rec_mask=None, zoneout_rate=0.0, zoneout_masks=None):
+def run(cell: base.Cell, params, xs, carry, *, lengths=None, reverse=False, unroll=None,
+        parallel=False, method="fused", remat=False, rec_mask=None, zoneout_rate=0.0,
+        zoneout_masks=None):
     """The loop behind ``scan`` and the layers, with no argument checking.
 
     ``rec_mask`` multiplies the state entering the recurrent weights at every step
     (variational recurrent dropout). Zoneout: with ``zoneout_masks`` (a carry-shaped
-    pytree of booleans with a leading time axis; True keeps the previous value) the
-    carry is zoned out at random; without masks and ``zoneout_rate > 0`` each unit takes
-    its expectation ``p * previous + (1 - p) * new`` (evaluation).
+    pytree of booleans with a leading time axis aligned with ``xs``; True keeps the previous
+    value) the carry is zoned out at random; without masks and ``zoneout_rate > 0`` each unit
+    takes its expectation ``p * previous + (1 - p) * new`` (evaluation).
     """
     T = xs.shape[0]
-    static_reverse = (isinstance(reverse, (bool, np.bool_)) and bool(reverse)
-                      and lengths is None and not parallel)
-    perm = None if static_reverse else time_permutation(T, lengths, reverse)
-    if perm is not None:
-        xs = jnp.take(xs, perm, axis=0)
-    steps = jnp.arange(T)
-    valid = None if lengths is None else steps < lengths
-
+    carry = engine.like_inputs(carry, xs, params)
+    # A static reverse without padding is a flip; anything else is a permutation of time.
+    flip = isinstance(reverse, bool) and reverse and lengths is None
+    perm = None if flip else engine.time_permutation(T, lengths, reverse)
     if parallel:
-        ys, carry = _parallel_linear(cell, params, xs, carry, valid)
-    else:
-        px = cell.project(params, xs)
-
-        def body(c, inp):
-            px_t, t, zmask = inp
-            new = cell.recur(params, c, px_t, rec_mask)
-            if zoneout_masks is not None:
-                new = _select_tree(zmask, c, new)
-            elif zoneout_rate:
-                new = jax.tree.map(lambda o, n: (zoneout_rate * o + (1 - zoneout_rate) * n).astype(n.dtype), c, new)
-            if valid is not None:
-                ok = t < lengths
-                new = _select(ok, new, c)
-                y = jnp.where(ok, cell.output(new), jnp.zeros((), cell.output(new).dtype))
-            else:
-                y = cell.output(new)
-            return new, y
-
-        carry, ys = jax.lax.scan(body, carry, (px, steps, zoneout_masks), reverse=static_reverse,
-                                 unroll=unroll)
-    if perm is not None:
-        ys = jnp.take(ys, perm, axis=0)
-    return ys, carry
+        xs_p = _permute(xs, perm, flip)
+        ys, carry = _parallel_linear(cell, params, xs_p, carry, lengths)
+        return _permute(ys, perm, flip), carry
+    if method == "reference":
+        return _reference(cell, params, xs, carry, lengths=lengths, perm=perm, flip=flip,
+                          unroll=unroll or 1, remat=remat, rec_mask=rec_mask,
+                          zoneout_rate=zoneout_rate, zoneout_masks=zoneout_masks)
+    plan = engine.default_plan()
+    if unroll is not None:
+        plan = plan._replace(unroll=unroll, unroll_bwd=unroll)
+    ys, carry = engine.run(cell, params, _permute(xs, perm, flip), carry, lengths=lengths,
+                           rec_mask=rec_mask, zoneout_rate=zoneout_rate,
+                           zoneout_masks=_permute(zoneout_masks, perm, flip), plan=plan,
+                           remat=remat)
+    return _permute(ys, perm, flip), carry
 
 
-def _select_tree(keep_masks, old, new):
-    return jax.tree.map(lambda m, o, n: jnp.where(m, o, n), keep_masks, old, new)
+def _reference(cell, params, xs, carry, *, lengths, perm, flip, unroll, remat, rec_mask,
+               zoneout_rate, zoneout_masks):
+    """The plain loop: ``lax.scan`` of the step, differentiated by JAX's autodiff."""
+    rec = cell.recurrence
+    _, ws, pw = rec.split(params)
+
+    def mm(k, a):
+        return rec.linear(a, ws[k])
+
+    px = _permute(cell.project(params, xs), perm, False)
+    zoneout_masks = _permute(zoneout_masks, perm, False)
+
+    def body(c, inp):
+        px_t, t, zmask = inp
+        ok = None if lengths is None else t < lengths
+        new = engine.advance(rec.update, pw, c, px_t, mm, ok=ok, rec_mask=rec_mask,
+                             zoneout_rate=zoneout_rate, zoneout_mask=zmask)
+        y = cell.output(new)
+        if ok is not None:
+            y = jnp.where(ok, y, jnp.zeros((), y.dtype))
+        return new, y
+
+    if remat:
+        body = jax.checkpoint(body)
+    carry, ys = jax.lax.scan(body, carry, (px, jnp.arange(xs.shape[0]), zoneout_masks),
+                             reverse=flip, unroll=unroll)
+    return _permute(ys, perm, False), carry
 
 
-def _parallel_linear(cell, params, xs, carry, valid):
+def _parallel_linear(cell, params, xs, carry, lengths):
     """h_t = a_t h_{t-1} + b_t for every t at once, by an associative scan in log space."""
     px = cell.project(params, xs)
-    log_a, log_b = minimal.log_coefficients(cell, px)
-    if valid is not None:
+    log_a, log_b = cell.log_coefficients(params, px)
+    if lengths is not None:
+        valid = jnp.arange(xs.shape[0]) < lengths
         v = valid.reshape((-1,) + (1,) * (log_a.ndim - 1))
         log_a = jnp.where(v, log_a, 0.0)          # a = 1: the carry stops changing
         log_b = jnp.where(v, log_b, _LOG_ZERO)    # b = 0
@@ -220,6 +276,6 @@ def _parallel_linear(cell, params, xs, carry, valid):
     h = jnp.exp(log_A) * h0 + jnp.exp(log_B)
     new_carry = type(carry)(h[-1].astype(carry.h.dtype))
     ys = h.astype(carry.h.dtype)
-    if valid is not None:
-        ys = jnp.where(valid.reshape((-1,) + (1,) * (ys.ndim - 1)), ys, jnp.zeros((), ys.dtype))
+    if lengths is not None:
+        ys = jnp.where(v, ys, jnp.zeros((), ys.dtype))
     return ys, new_carry

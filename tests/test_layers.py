@@ -1,6 +1,5 @@
 """Bidirectional and deep layers, and the regularizers over time."""
 
-import functools
 
 import chex
 import jax
@@ -214,69 +213,3 @@ def test_parallel_layer_matches_sequential_layer():
     xs = _xs()
     chex.assert_trees_all_close(par.apply(params, xs, seq_lengths=5),
                                 seq.apply(params, xs, seq_lengths=5), rtol=1e-5, atol=1e-6)
-
-
-# --------------------------------------------------------------------------- impl="fast"/"auto"
-
-@pytest.mark.parametrize("make", [lambda: jr.lstm(4), lambda: jr.gru(4)], ids=["lstm", "gru"])
-@pytest.mark.parametrize("impl", ["fast", "auto"])
-@pytest.mark.parametrize("with_key", [False, True])
-def test_fast_impl_layers_equal_the_scan_path_under_vmap(x64, make, impl, with_key):
-    """bidirectional(impl=...) and layer(reverse=True, impl=...) over a padded batch: outputs,
-    carries and gradients (params, inputs) equal the scan path; with a key, the same input
-    dropout masks. float64, so the comparison is exact to rounding."""
-    cell = make()
-    B, T, I = 3, 6, 5
-    lengths = jnp.array([6, 2, 0])
-    xs = jax.random.normal(jax.random.PRNGKey(1), (B, T, I), jnp.float64)
-    opts = dict(input_dropout=0.3)
-    layers = {
-        "bi": (jr.bidirectional(cell, **opts), jr.bidirectional(cell, impl=impl, **opts)),
-        "rev": (jr.layer(cell, reverse=True, **opts),
-                jr.layer(cell, reverse=True, impl=impl, **opts)),
-    }
-    key = jax.random.PRNGKey(7) if with_key else None
-    for name, (ref, new) in layers.items():
-        params = jax.tree.map(lambda a: a.astype(jnp.float64),
-                              ref.init(jax.random.PRNGKey(0), I))
-
-        def loss(layer, p, x):
-            ys, carry = jax.vmap(lambda xi, n: layer.apply(p, xi, seq_lengths=n, key=key))(
-                x, lengths)
-            return jnp.sum(ys ** 2) + sum(jnp.sum(jnp.sin(c)) for c in jax.tree.leaves(carry)), \
-                (ys, carry)
-
-        (l_ref, out_ref), g_ref = jax.value_and_grad(functools.partial(loss, ref), (0, 1),
-                                                     has_aux=True)(params, xs)
-        (l_new, out_new), g_new = jax.jit(jax.value_and_grad(functools.partial(loss, new),
-                                                             (0, 1), has_aux=True))(params, xs)
-        chex.assert_trees_all_close(out_new, out_ref, rtol=1e-10, atol=1e-12)
-        chex.assert_trees_all_close(g_new, g_ref, rtol=1e-10, atol=1e-12)
-        assert np.isfinite(float(l_new))
-
-
-def test_impl_choice_and_errors():
-    from jaxrnn.layers import _uses_fast
-    assert _uses_fast(jr.lstm(3), "auto", 0.0, 0.0, False)
-    assert not _uses_fast(jr.lstm(3, peephole=True), "auto", 0.0, 0.0, False)   # falls back
-    assert not _uses_fast(jr.lstm(3), "auto", 0.0, 0.1, False)                  # zoneout
-    assert not _uses_fast(jr.gru(3, reset_after=False), "auto", 0.0, 0.0, False)
-    with pytest.raises(ValueError, match="impl must be one of"):
-        jr.layer(jr.lstm(3), impl="cudnn")
-    with pytest.raises(ValueError, match="no fast path"):
-        jr.bidirectional(jr.lstm(3, peephole=True), impl="fast")
-    with pytest.raises(ValueError, match="recurrent_dropout, zoneout"):
-        jr.layer(jr.gru(3), impl="fast", zoneout=0.1)
-    # fast really is the jaxrnn.fast kernel (its custom VJP), scan is not
-    for impl, want in (("fast", True), ("scan", False)):
-        bi = jr.bidirectional(jr.lstm(3), impl=impl)
-        q = bi.init(jax.random.PRNGKey(0), 2)
-        jaxpr = str(jax.make_jaxpr(lambda x: jax.vmap(lambda xi: bi.apply(q, xi))(x))(
-            jnp.ones((2, 4, 2))))
-        assert ("custom_vjp" in jaxpr) == want
-    # auto with a peephole LSTM is the scan path, number for number
-    cell = jr.lstm(3, peephole=True)
-    p = cell.init(jax.random.PRNGKey(0), 2)
-    xs = jax.random.normal(jax.random.PRNGKey(1), (4, 2))
-    chex.assert_trees_all_equal(jr.layer(cell, impl="auto").apply(p, xs),
-                                jr.layer(cell).apply(p, xs))

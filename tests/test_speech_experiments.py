@@ -1,5 +1,5 @@
-"""Spoken-digit experiments: FSDD splits, connected-utterance construction, the fast encoder
-against vmap(jr.stack), and tiny runs through the runner whose loss falls."""
+"""Spoken-digit experiments: FSDD splits, connected-utterance construction, and tiny runs
+through the runner whose loss falls."""
 
 from pathlib import Path
 
@@ -64,18 +64,6 @@ def test_connected_utterances_are_recordings_and_silences():
     y, ny = connected_digits.pad_labels([[0, 9], [3]], 4)
     np.testing.assert_array_equal(y, [[1, 10, 0, 0], [4, 0, 0, 0]])
     np.testing.assert_array_equal(ny, [2, 1])
-
-
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_fast_encoder_equals_vmap_stack(cell):
-    enc = digits.Encoder(cell, 8, 2, 0.0, fast=True)
-    assert enc.fast
-    slow = digits.Encoder(cell, 8, 2, 0.0, fast=False)
-    params = enc.init(jax.random.PRNGKey(0), 5)
-    x = np.random.default_rng(0).standard_normal((3, 7, 5)).astype(np.float32)
-    n = np.array([7, 4, 1], np.int32)
-    np.testing.assert_allclose(jax.jit(enc)(params, x, n), jax.jit(slow)(params, x, n),
-                               rtol=1e-5, atol=1e-5)
 
 
 def _tiny_run(config, tmp_path):

@@ -73,8 +73,6 @@ CASES = {
     "cws_joint_pos": ("cws_tiny", lambda p, r: {**_cws_files(p, r), "data.pos": "upos",
                                                  "model.lexicon_max_len": 3}),
     "pos": ("pos_tiny", _pos_files),
-    # the BiLSTM on the jaxrnn.fast kernels
-    "pos_fast": ("pos_tiny", lambda p, r: {**_pos_files(p, r), "model.impl": "auto"}),
     "ner": ("ner_tiny", _ner_files),
     "ner_chars": ("ner_tiny", lambda p, r: _ner_files(p, r, chars=True)),
     # lexicon bits from the segmenter words of the training file (position digits)
@@ -274,14 +272,3 @@ def test_ensemble_evaluation(tmp_path, capsys):
         total += len(gold_spans)
     assert disagree
     assert abs(ens["recall"] - 100.0 * correct / total) < 1e-9
-
-
-def test_tagger_benchmark_runs_both_impls(tmp_path):
-    from experiments.bench import tagger as bench
-    out = tmp_path / "b.json"
-    files = _pos_files(tmp_path, np.random.default_rng(0))
-    sets = sum((["--set", f"{k}={v}"] for k, v in files.items()), [])
-    assert bench.main(["pos_tiny", "--steps", "3", "--rounds", "1", "--json", str(out)] + sets) == 0
-    res = json.loads(out.read_text())
-    assert res["scan"]["steps_per_s"] > 0 and res["auto"]["steps_per_s"] > 0
-    assert res["auto_over_scan_time"] == res["auto"]["seconds"] / res["scan"]["seconds"]

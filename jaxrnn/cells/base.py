@@ -26,6 +26,39 @@ Array = jax.Array
 PyTree = Any
 
 
+class Recurrence(NamedTuple):
+    """The one definition of a cell's step, read by every time loop (reference and fused).
+
+    A step is an input map, the recurrent linear map(s) on the previous state, and a
+    pointwise update between and after them::
+
+        w_in, ws, pw = split(params)
+        px    = finish_input(pw, linear(x_t, w_in))                  # input half
+        carry = update(pw, carry, px, mm, rec_mask)                  # recurrent half
+        # where update calls mm(k, a) == linear(a, ws[k]) for its k-th recurrent map
+
+    ``update`` reaches the recurrent weights only through ``mm``, and ``pw`` holds every
+    parameter but the weights of ``linear`` (those fields are None). That is what lets the
+    fused engine run ``mm`` itself: it stores the results of ``mm`` in the forward loop,
+    replays ``update`` with them in the backward loop (its VJP gives the gradients of the
+    pre-activations and of the carry, and ``mm``'s transpose is one matmul per step), and
+    computes the weights' gradients after the loop as large matmuls over all steps.
+
+    Attributes:
+      split: ``params -> (w_in, (w_1, ..., w_K), pw)``.
+      finish_input: ``(pw, xw) -> px``, the pointwise rest of the input half (bias, layer norm).
+      update: ``(pw, carry, px, mm, rec_mask) -> carry``. ``rec_mask`` (None, or shaped like
+        the state that enters the recurrent weights) is variational recurrent dropout.
+      linear: ``(a, w) -> a ⊗ w``, bilinear: the cell's matmul in its compute dtype (a
+        convolution for ``conv_lstm``).
+    """
+
+    split: Callable[..., tuple]
+    finish_input: Callable[..., Array]
+    update: Callable[..., PyTree]
+    linear: Callable[[Array, Array], Array]
+
+
 class Cell(NamedTuple):
     """A recurrent cell: pure functions over explicit parameters and carries.
 
@@ -45,7 +78,16 @@ class Cell(NamedTuple):
       hidden_size: the width of the recurrent state.
       output_size: the width of ``output(carry)``.
       name: the family name, for messages and reprs.
-      options: the factory's keyword arguments (a dict), for interop and wrappers.
+      options: the factory's keyword arguments (a dict), for interop, wrappers and reprs;
+        nothing dispatches on it.
+      recurrence: the :class:`Recurrence` that ``project``, ``recur`` and ``step`` are made
+        of, and that the fused engine runs.
+      spatial_dims: spatial axes of one step's input before the features (0; 1-3 for
+        ``conv_lstm``).
+      log_coefficients: for cells whose state follows a linear recurrence
+        ``h_t = a_t h_{t-1} + b_t`` with coefficients from the input only (``min_gru``,
+        ``min_lstm``): ``(params, px) -> (log a, log b)``, which the parallel scan uses;
+        None for every other cell.
     """
 
     init: Callable[..., PyTree]
@@ -60,11 +102,29 @@ class Cell(NamedTuple):
     output_size: int
     name: str
     options: dict
+    recurrence: Recurrence
+    spatial_dims: int = 0
+    log_coefficients: Optional[Callable[..., tuple]] = None
 
 
-def make_cell(*, init, initial_carry, project, recur, output, input_size,
-              hidden_size, output_size, name, options, carry_for_input=None) -> Cell:
-    """Builds a :class:`Cell`, deriving ``step`` from ``project`` and ``recur``."""
+def make_cell(*, init, initial_carry, recurrence: Recurrence, output, input_size,
+              hidden_size, output_size, name, options, carry_for_input=None,
+              spatial_dims: int = 0, log_coefficients=None) -> Cell:
+    """Builds a :class:`Cell` whose ``project``, ``recur`` and ``step`` are the composition
+    of ``recurrence`` (so no equation is written twice)."""
+    rec = recurrence
+
+    def project(params, x):
+        check_input(name, x, input_size(params))
+        if jnp.ndim(x) < spatial_dims + 1:
+            raise ValueError(f"{name}: input of shape {jnp.shape(x)} has fewer than "
+                             f"{spatial_dims} spatial axes plus features")
+        w_in, _, pw = rec.split(params)
+        return rec.finish_input(pw, rec.linear(x, w_in))
+
+    def recur(params, carry, px, rec_mask=None):
+        _, ws, pw = rec.split(params)
+        return rec.update(pw, carry, px, lambda k, a: rec.linear(a, ws[k]), rec_mask)
 
     def step(params, carry, x_t):
         return recur(params, carry, project(params, x_t))
@@ -76,7 +136,16 @@ def make_cell(*, init, initial_carry, project, recur, output, input_size,
     return Cell(init=init, initial_carry=initial_carry, step=step, output=output,
                 project=project, recur=recur, carry_for_input=carry_for_input,
                 input_size=input_size, hidden_size=int(hidden_size),
-                output_size=int(output_size), name=name, options=dict(options))
+                output_size=int(output_size), name=name, options=dict(options),
+                recurrence=rec, spatial_dims=int(spatial_dims),
+                log_coefficients=log_coefficients)
+
+
+def matmul_in(dtype):
+    """The bilinear map of a dense cell: ``a @ w`` in the compute ``dtype`` (see :func:`matmul`)."""
+    def linear(a, w):
+        return matmul(a, w, dtype)
+    return linear
 
 
 # --------------------------------------------------------------------------- checks

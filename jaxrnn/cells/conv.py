@@ -86,17 +86,14 @@ def conv_lstm(channels: int, kernel_size: Union[int, Sequence[int]] = 3, *,
     def carry_for_input(params, x_t):
         return initial_carry(params, jnp.shape(x_t)[:-1])
 
-    def project(params, x):
-        base.check_input(name, x, input_size(params))
-        if jnp.ndim(x) < spatial_dims + 1:
-            raise ValueError(f"conv_lstm: input of shape {jnp.shape(x)} has fewer than "
-                             f"{spatial_dims} spatial axes plus channels")
-        px = conv(x, params.w_ih)
-        return px + params.b.astype(px.dtype)
+    def split(params):
+        return params.w_ih, (params.w_hh,), params._replace(w_ih=None, w_hh=None)
 
-    def recur(params, carry, px, rec_mask=None):
-        h_in = base.apply_rec_mask(carry.h, rec_mask)
-        z = conv(h_in, params.w_hh) + px
+    def finish_input(pw, xw):
+        return xw + pw.b.astype(xw.dtype)
+
+    def update(pw, carry, px, mm, rec_mask=None):
+        z = mm(0, base.apply_rec_mask(carry.h, rec_mask)) + px
         zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
         c = jax.nn.sigmoid(zf) * carry.c + jax.nn.sigmoid(zi) * jnp.tanh(zg)
         h = jax.nn.sigmoid(zo) * jnp.tanh(c)
@@ -105,8 +102,9 @@ def conv_lstm(channels: int, kernel_size: Union[int, Sequence[int]] = 3, *,
     def output(carry):
         return carry.h
 
-    return base.make_cell(init=init, initial_carry=initial_carry, project=project,
-                          recur=recur, output=output, input_size=input_size,
+    return base.make_cell(init=init, initial_carry=initial_carry,
+                          recurrence=base.Recurrence(split, finish_input, update, conv),
+                          spatial_dims=spatial_dims, output=output, input_size=input_size,
                           hidden_size=C, output_size=C, name=name,
                           carry_for_input=carry_for_input,
                           options=dict(channels=C, kernel_size=kernel,

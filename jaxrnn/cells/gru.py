@@ -51,36 +51,40 @@ def gru(hidden_size: int, *, reset_after: bool = True, dtype=None,
     def initial_carry(params, batch_shape=()):
         return base.zeros_carry(GRUCarry, (H,), batch_shape, params.w_hh.dtype)
 
-    def project(params, x):
-        base.check_input(name, x, input_size(params))
-        px = base.matmul(x, params.w_ih, compute)
-        return px + params.b_ih.astype(px.dtype)
+    def split(params):
+        if reset_after:
+            ws = (params.w_hh,)
+        else:
+            ws = (params.w_hh[:, :2 * H], params.w_hh[:, 2 * H:])
+        return params.w_ih, ws, params._replace(w_ih=None, w_hh=None)
 
-    def recur(params, carry, px, rec_mask=None):
+    def finish_input(pw, xw):
+        return xw + pw.b_ih.astype(xw.dtype)
+
+    def update(pw, carry, px, mm, rec_mask=None):
         h = carry.h
         h_in = base.apply_rec_mask(h, rec_mask)
         x_r, x_z, x_n = jnp.split(px, 3, axis=-1)
         if reset_after:
-            hh = base.matmul(h_in, params.w_hh, compute) + params.b_hh
-            h_r, h_z, h_n = jnp.split(hh, 3, axis=-1)
+            h_r, h_z, h_n = jnp.split(mm(0, h_in) + pw.b_hh, 3, axis=-1)
             r = jax.nn.sigmoid(x_r + h_r)
             z = jax.nn.sigmoid(x_z + h_z)
             n = jnp.tanh(x_n + r * h_n)
         else:
-            w_rz, w_n = params.w_hh[:, :2 * H], params.w_hh[:, 2 * H:]
-            b_rz, b_n = params.b_hh[:2 * H], params.b_hh[2 * H:]
-            h_r, h_z = jnp.split(base.matmul(h_in, w_rz, compute) + b_rz, 2, axis=-1)
+            h_r, h_z = jnp.split(mm(0, h_in) + pw.b_hh[:2 * H], 2, axis=-1)
             r = jax.nn.sigmoid(x_r + h_r)
             z = jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + base.matmul(r * h_in, w_n, compute) + b_n)
+            n = jnp.tanh(x_n + mm(1, r * h_in) + pw.b_hh[2 * H:])
         h_new = z * h.astype(z.dtype) + (1.0 - z) * n
         return GRUCarry(h_new.astype(h.dtype))
 
     def output(carry):
         return carry.h
 
-    return base.make_cell(init=init, initial_carry=initial_carry, project=project,
-                          recur=recur, output=output, input_size=input_size,
+    return base.make_cell(init=init, initial_carry=initial_carry,
+                          recurrence=base.Recurrence(split, finish_input, update,
+                                                     base.matmul_in(compute)),
+                          output=output, input_size=input_size,
                           hidden_size=H, output_size=H, name=name,
                           options=dict(hidden_size=H, reset_after=reset_after,
                                        dtype=dtype, param_dtype=pdt))

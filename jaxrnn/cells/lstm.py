@@ -101,49 +101,50 @@ def lstm(hidden_size: int, *, peephole: bool = False, coupled: bool = False,
     def initial_carry(params: LSTMParams, batch_shape=()) -> LSTMCarry:
         return base.zeros_carry(LSTMCarry, (out, H), batch_shape, params.w_hh.dtype)
 
-    def project(params: LSTMParams, x):
-        base.check_input(name, x, input_size(params))
-        px = base.matmul(x, params.w_ih, compute)
-        if layer_norm:
-            px = base.layer_norm(px, params.ln_x[0], params.ln_x[1])
-        return px + params.b.astype(px.dtype)
+    def split(params: LSTMParams):
+        ws = (params.w_hh,) if P is None else (params.w_hh, params.w_proj)
+        return params.w_ih, ws, params._replace(w_ih=None, w_hh=None, w_proj=None)
 
-    def recur(params: LSTMParams, carry: LSTMCarry, px, rec_mask=None) -> LSTMCarry:
-        h_in = base.apply_rec_mask(carry.h, rec_mask)
-        z = base.matmul(h_in, params.w_hh, compute)
+    def finish_input(pw: LSTMParams, xw):
         if layer_norm:
-            z = base.layer_norm(z, params.ln_h[0], params.ln_h[1])
+            xw = base.layer_norm(xw, pw.ln_x[0], pw.ln_x[1])
+        return xw + pw.b.astype(xw.dtype)
+
+    def update(pw: LSTMParams, carry: LSTMCarry, px, mm, rec_mask=None) -> LSTMCarry:
+        z = mm(0, base.apply_rec_mask(carry.h, rec_mask))
+        if layer_norm:
+            z = base.layer_norm(z, pw.ln_h[0], pw.ln_h[1])
         z = z + px.astype(z.dtype)
         c_prev = carry.c.astype(z.dtype)
         if coupled:
             zf, zg, zo = jnp.split(z, 3, axis=-1)
             if peephole:
-                zf = zf + params.w_peep[1] * c_prev
+                zf = zf + pw.w_peep[1] * c_prev
             f = jax.nn.sigmoid(zf)
             i = 1.0 - f
         else:
             zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
             if peephole:
-                zi = zi + params.w_peep[0] * c_prev
-                zf = zf + params.w_peep[1] * c_prev
+                zi = zi + pw.w_peep[0] * c_prev
+                zf = zf + pw.w_peep[1] * c_prev
             i = jax.nn.sigmoid(zi)
             f = jax.nn.sigmoid(zf)
         c = f * c_prev + i * jnp.tanh(zg)
         if peephole:
-            zo = zo + params.w_peep[2] * c
+            zo = zo + pw.w_peep[2] * c
         o = jax.nn.sigmoid(zo)
-        c_out = base.layer_norm(c, params.ln_c[0], params.ln_c[1]) if layer_norm else c
+        c_out = base.layer_norm(c, pw.ln_c[0], pw.ln_c[1]) if layer_norm else c
         h = o * jnp.tanh(c_out)
         if P is not None:
-            h = base.matmul(h, params.w_proj, compute)
-        cdt = carry.c.dtype
-        return LSTMCarry(h.astype(carry.h.dtype), c.astype(cdt))
+            h = mm(1, h)                  # the projection (LSTMP): h' = (o * tanh(c')) W_proj
+        return LSTMCarry(h.astype(carry.h.dtype), c.astype(carry.c.dtype))
 
     def output(carry: LSTMCarry):
         return carry.h
 
     return base.make_cell(
-        init=init, initial_carry=initial_carry, project=project, recur=recur,
+        init=init, initial_carry=initial_carry,
+        recurrence=base.Recurrence(split, finish_input, update, base.matmul_in(compute)),
         output=output, input_size=input_size, hidden_size=H, output_size=out,
         name=name,
         options=dict(hidden_size=H, peephole=peephole, coupled=coupled,

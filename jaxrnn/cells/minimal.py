@@ -17,7 +17,8 @@
       min_lstm: f = sigmoid(x W_f + b_f);  i = sigmoid(x W_i + b_i);  h~ = g(x W_h + b_h)
                 h' = f / (f + i) * h + i / (f + i) * h~
 
-  ``log_coefficients(cell, px)`` returns (log a_t, log b_t) for ``jr.scan(..., parallel=True)``.
+  Their cells carry ``log_coefficients(params, px) -> (log a_t, log b_t)``, which
+  ``jr.scan(..., parallel=True)`` uses.
 """
 
 from __future__ import annotations
@@ -77,15 +78,22 @@ def _common(name, H, compute, pdt, blocks, with_recurrent, forget_bias):
     def initial_carry(params, batch_shape=()):
         return base.zeros_carry(MinimalCarry, (H,), batch_shape, params.w_ih.dtype)
 
-    def project(params, x):
-        base.check_input(name, x, input_size(params))
-        px = base.matmul(x, params.w_ih, compute)
-        return px + params.b.astype(px.dtype)
+    def split(params):
+        if with_recurrent:
+            ws = (params.w_hh[:, :H], params.w_hh[:, H:])
+            return params.w_ih, ws, params._replace(w_ih=None, w_hh=None)
+        return params.w_ih, (), params._replace(w_ih=None)
+
+    def finish_input(pw, xw):
+        return xw + pw.b.astype(xw.dtype)
 
     def output(carry):
         return carry.h
 
-    return init, input_size, initial_carry, project, output
+    def recurrence(update):
+        return base.Recurrence(split, finish_input, update, base.matmul_in(compute))
+
+    return init, input_size, initial_carry, recurrence, output
 
 
 def mgu(hidden_size: int, *, forget_bias: float = 1.0, dtype=None,
@@ -93,19 +101,19 @@ def mgu(hidden_size: int, *, forget_bias: float = 1.0, dtype=None,
     """The minimal gated unit (one gate, Zhou et al. 2016)."""
     H = base.check_positive_int("hidden_size", hidden_size)
     compute, pdt = base.resolve_dtype(dtype), jnp.dtype(param_dtype)
-    init, input_size, initial_carry, project, output = _common(
+    init, input_size, initial_carry, recurrence, output = _common(
         "mgu", H, compute, pdt, 2, True, forget_bias)
 
-    def recur(params, carry, px, rec_mask=None):
+    def update(pw, carry, px, mm, rec_mask=None):
         h = carry.h
         h_in = base.apply_rec_mask(h, rec_mask)
         x_f, x_h = jnp.split(px, 2, axis=-1)
-        f = jax.nn.sigmoid(x_f + base.matmul(h_in, params.w_hh[:, :H], compute))
-        cand = jnp.tanh(x_h + base.matmul(f * h_in, params.w_hh[:, H:], compute))
+        f = jax.nn.sigmoid(x_f + mm(0, h_in))
+        cand = jnp.tanh(x_h + mm(1, f * h_in))
         return MinimalCarry(((1.0 - f) * h + f * cand).astype(h.dtype))
 
-    return base.make_cell(init=init, initial_carry=initial_carry, project=project,
-                          recur=recur, output=output, input_size=input_size,
+    return base.make_cell(init=init, initial_carry=initial_carry, recurrence=recurrence(update),
+                          output=output, input_size=input_size,
                           hidden_size=H, output_size=H, name="mgu",
                           options=dict(hidden_size=H, forget_bias=forget_bias,
                                        dtype=dtype, param_dtype=pdt))
@@ -115,18 +123,24 @@ def min_gru(hidden_size: int, *, dtype=None, param_dtype=jnp.float32) -> base.Ce
     """minGRU: a GRU whose gates read x_t only (Feng et al. 2024)."""
     H = base.check_positive_int("hidden_size", hidden_size)
     compute, pdt = base.resolve_dtype(dtype), jnp.dtype(param_dtype)
-    init, input_size, initial_carry, project, output = _common(
+    init, input_size, initial_carry, recurrence, output = _common(
         "min_gru", H, compute, pdt, 2, False, 0.0)
 
-    def recur(params, carry, px, rec_mask=None):
-        del rec_mask  # no recurrent weights: nothing to drop
+    def update(pw, carry, px, mm, rec_mask=None):
+        del mm, rec_mask  # no recurrent weights: nothing to multiply or drop
         k_z, k_h = jnp.split(px, 2, axis=-1)
         z = jax.nn.sigmoid(k_z)
         h = carry.h
         return MinimalCarry(((1.0 - z) * h + z * g(k_h)).astype(h.dtype))
 
-    return base.make_cell(init=init, initial_carry=initial_carry, project=project,
-                          recur=recur, output=output, input_size=input_size,
+    def log_coefficients(params, px):
+        k_z, k_h = jnp.split(px, 2, axis=-1)
+        log_a = -jax.nn.softplus(k_z)           # log(1 - z)
+        log_b = -jax.nn.softplus(-k_z) + log_g(k_h)
+        return log_a, log_b
+
+    return base.make_cell(init=init, initial_carry=initial_carry, recurrence=recurrence(update),
+                          log_coefficients=log_coefficients, output=output, input_size=input_size,
                           hidden_size=H, output_size=H, name="min_gru",
                           options=dict(hidden_size=H, dtype=dtype, param_dtype=pdt))
 
@@ -136,37 +150,24 @@ def min_lstm(hidden_size: int, *, forget_bias: float = 1.0, dtype=None,
     """minLSTM: an LSTM whose gates read x_t only, normalized f' + i' = 1 (Feng et al. 2024)."""
     H = base.check_positive_int("hidden_size", hidden_size)
     compute, pdt = base.resolve_dtype(dtype), jnp.dtype(param_dtype)
-    init, input_size, initial_carry, project, output = _common(
+    init, input_size, initial_carry, recurrence, output = _common(
         "min_lstm", H, compute, pdt, 3, False, forget_bias)
 
-    def recur(params, carry, px, rec_mask=None):
-        del rec_mask
+    def update(pw, carry, px, mm, rec_mask=None):
+        del mm, rec_mask
         k_f, k_i, k_h = jnp.split(px, 3, axis=-1)
         f, i = jax.nn.sigmoid(k_f), jax.nn.sigmoid(k_i)
         h = carry.h
         return MinimalCarry(((f * h + i * g(k_h)) / (f + i)).astype(h.dtype))
 
-    return base.make_cell(init=init, initial_carry=initial_carry, project=project,
-                          recur=recur, output=output, input_size=input_size,
-                          hidden_size=H, output_size=H, name="min_lstm",
-                          options=dict(hidden_size=H, forget_bias=forget_bias,
-                                       dtype=dtype, param_dtype=pdt))
-
-
-PARALLEL_CELLS = ("min_gru", "min_lstm")
-
-
-def log_coefficients(cell: base.Cell, px):
-    """(log a_t, log b_t) with h_t = a_t * h_{t-1} + b_t, for the parallel scan."""
-    if cell.name == "min_gru":
-        k_z, k_h = jnp.split(px, 2, axis=-1)
-        log_a = -jax.nn.softplus(k_z)           # log(1 - z)
-        log_b = -jax.nn.softplus(-k_z) + log_g(k_h)
-        return log_a, log_b
-    if cell.name == "min_lstm":
+    def log_coefficients(params, px):
         k_f, k_i, k_h = jnp.split(px, 3, axis=-1)
         log_f, log_i = -jax.nn.softplus(-k_f), -jax.nn.softplus(-k_i)
         log_norm = jnp.logaddexp(log_f, log_i)
         return log_f - log_norm, log_i - log_norm + log_g(k_h)
-    raise ValueError(f"parallel scan needs a linear recurrence: {PARALLEL_CELLS}, "
-                     f"got the {cell.name!r} cell")
+
+    return base.make_cell(init=init, initial_carry=initial_carry, recurrence=recurrence(update),
+                          log_coefficients=log_coefficients, output=output, input_size=input_size,
+                          hidden_size=H, output_size=H, name="min_lstm",
+                          options=dict(hidden_size=H, forget_bias=forget_bias,
+                                       dtype=dtype, param_dtype=pdt))

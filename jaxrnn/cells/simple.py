@@ -48,20 +48,23 @@ def simple_rnn(hidden_size: int, *, nonlinearity: str = "tanh", dtype=None,
     def initial_carry(params, batch_shape=()):
         return base.zeros_carry(SimpleRNNCarry, (H,), batch_shape, params.w_hh.dtype)
 
-    def project(params, x):
-        base.check_input(name, x, input_size(params))
-        px = base.matmul(x, params.w_ih, compute)
-        return px + params.b.astype(px.dtype)
+    def split(params):
+        return params.w_ih, (params.w_hh,), params._replace(w_ih=None, w_hh=None)
 
-    def recur(params, carry, px, rec_mask=None):
-        z = base.matmul(base.apply_rec_mask(carry.h, rec_mask), params.w_hh, compute)
+    def finish_input(pw, xw):
+        return xw + pw.b.astype(xw.dtype)
+
+    def update(pw, carry, px, mm, rec_mask=None):
+        z = mm(0, base.apply_rec_mask(carry.h, rec_mask))
         return SimpleRNNCarry(act(z + px.astype(z.dtype)).astype(carry.h.dtype))
 
     def output(carry):
         return carry.h
 
-    return base.make_cell(init=init, initial_carry=initial_carry, project=project,
-                          recur=recur, output=output, input_size=input_size,
+    return base.make_cell(init=init, initial_carry=initial_carry,
+                          recurrence=base.Recurrence(split, finish_input, update,
+                                                     base.matmul_in(compute)),
+                          output=output, input_size=input_size,
                           hidden_size=H, output_size=H, name=name,
                           options=dict(hidden_size=H, nonlinearity=nonlinearity,
                                        dtype=dtype, param_dtype=pdt))

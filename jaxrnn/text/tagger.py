@@ -72,10 +72,8 @@ class TaggerConfig:
     crf: bool = True
     # scheme constraints in the CRF (forbid I-X after O, M after S, ...): from the tag names
     constrain: bool = True
-    unroll: int = 1
-    # the BiLSTM's implementation: scan (reference loop), fast (jaxrnn.fast kernels with the
-    # hand-derived backward pass) or auto (fast where it applies); see jaxrnn.layer
-    impl: Literal["scan", "fast", "auto"] = "scan"
+    # time steps per loop iteration of the BiLSTMs (None: the backend's measured plan)
+    unroll: Optional[int] = None
 
 
 @dataclass
@@ -301,8 +299,7 @@ class Tagger:
             raise ValueError(f"model.dropout must be in [0, 1), got {cfg.dropout}")
         self.inp, self.cfg, self.tags = inp, cfg, tags
         self.K = len(tags)
-        self.rnn = jr.stack([jr.bidirectional(jr.lstm(cfg.hidden_size), unroll=cfg.unroll,
-                                             impl=cfg.impl)
+        self.rnn = jr.stack([jr.bidirectional(jr.lstm(cfg.hidden_size), unroll=cfg.unroll)
                              for _ in range(cfg.num_layers)], dropout=cfg.dropout)
         self.constraints = (crf_lib.allowed_transitions(tags.itos, scheme)
                             if scheme is not None and cfg.constrain else None)

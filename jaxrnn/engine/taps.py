@@ -1,0 +1,75 @@
+"""Zero-valued stand-ins for a cell's linear maps that carry the maps' derivatives.
+
+``tap(linear, a, w)`` has the value ``0`` (the shape and dtype of ``linear(a, w)``, nothing
+computed) and the derivative of ``linear(a, w)``; ``tap_weight`` differentiates it in ``w``
+only, ``tap_operand`` in ``a`` only. The fused engine adds taps where a matmul's result has
+already been computed elsewhere, so that autodiff routes that matmul's gradients without
+computing it again:
+
+- after the forward loop, ``tap_weight(linear, A, W)`` over all steps' operands ``A`` is added
+  to the pre-activations that the backward loop differentiates. Autodiff then forms ``W``'s
+  gradient as ONE matmul over every time step (and, under ``vmap``, every sequence of the
+  batch: ``vmap`` of a matmul by shared weights transposes to one contraction over batch and
+  time; a gradient computed inside a custom VJP would instead be a per-example gradient
+  that ``vmap`` has to materialize and sum);
+- inside the backward loop, ``u_stored + tap_operand(linear, a, W)`` replays a step from its stored
+  matmul results: the VJP of that expression in ``a`` is the step's one transposed matmul.
+
+``linear`` must be bilinear (a matmul or a convolution), so its derivative is
+``linear(da, w) + linear(a, dw)``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+_SymbolicZero = jax.custom_derivatives.SymbolicZero
+
+
+def _zeros(linear, a, w):
+    out = jax.eval_shape(linear, a, w)
+    # The zeros must be batched under vmap wherever linear(a, w) would be (a constant would
+    # not be, while its tangent is: inside a scan that mismatch breaks the transpose), so
+    # they are selected against one element of each operand; never read, so a NaN or inf
+    # there changes nothing.
+    probe = jnp.ravel(a)[0].astype(out.dtype) + jnp.ravel(w)[0].astype(out.dtype)
+    zero = jnp.where(False, probe, jnp.zeros((), out.dtype))
+    return jnp.broadcast_to(zero, out.shape)
+
+
+def _make_tap(name, operand: bool, weight: bool, doc):
+    def fun(linear, a, w):
+        return _zeros(linear, a, w)
+
+    fun.__name__ = fun.__qualname__ = name
+    fun.__doc__ = doc
+    fun = functools.partial(jax.custom_jvp, nondiff_argnums=(0,))(fun)
+
+    def jvp(linear, primals, tangents):
+        a, w = primals
+        da, dw = tangents
+        out = fun(linear, a, w)
+        terms = []
+        if operand and not isinstance(da, _SymbolicZero):
+            terms.append(linear(da, w))
+        if weight and not isinstance(dw, _SymbolicZero):
+            terms.append(linear(a, dw))
+        if not terms:
+            return out, _SymbolicZero(jax.typeof(out))
+        tangent = terms[0] if len(terms) == 1 else terms[0] + terms[1]
+        return out, tangent.astype(out.dtype)
+
+    fun.defjvp(jvp, symbolic_zeros=True)
+    return fun
+
+
+tap = _make_tap("tap", True, True, """Zeros shaped like ``linear(a, w)``, differentiating like
+``linear(a, w)`` in both ``a`` and ``w``.""")
+tap_weight = _make_tap("tap_weight", False, True, """Zeros shaped like ``linear(a, w)``,
+differentiating like ``linear(a, w)`` in ``w`` only: ``a`` is data (its own derivative
+reaches the gradient another way).""")
+tap_operand = _make_tap("tap_operand", True, False, """Zeros shaped like ``linear(a, w)``,
+differentiating like ``linear(a, w)`` in ``a`` only.""")
