@@ -1,12 +1,13 @@
-"""Fast-path plans side by side, and the per-step matmul against ``torch.matmul``.
+"""The fused engine's plans side by side, and the per-step matmul against ``torch.matmul``.
 
-    python -m experiments.bench.plans lstm:32,100,128,256 --vary unroll=1,2 --vary split=1,4
+    python -m experiments.bench.plans lstm:32,100,128,256 --vary unroll=1,2 --vary hoist=0,1
     python -m experiments.bench.plans --matmul 32,256,1024
     python -m experiments.bench.plans --profile lstm:32,100,128,256
 
-Plans: each ``CELL:B,T,I,H`` is timed forward and forward+backward (gradients of the
-parameters and the inputs of ``sum(ys)``) under the measured default plan and under every
-plan that changes one field of it per ``--vary FIELD=V1,V2,...`` (the defaults of
+Plans: each ``CELL:B,T,I,H`` (any cell name of ``experiments.bench.rnn``) is timed forward
+and forward+backward (gradients of the parameters and the inputs of ``sum(ys)``) of
+``jax.vmap`` of the engine under the backend's default plan and under every plan that
+changes one field of it per ``--vary FIELD=V1,V2,...`` (the defaults of
 ``docs/benchmarks.md``, "Choosing the plan", come from these runs). The plans run in turn,
 each round starting with the next one, and the median wall-clock ms is printed.
 
@@ -31,22 +32,34 @@ import time
 def _problem(spec):
     import jax
 
-    import jaxrnn as jr
+    from experiments.bench.rnn import _cells
     cell_name, dims = spec.split(":")
     B, T, I, H = (int(v) for v in dims.split(","))
-    cell = {"lstm": jr.lstm, "gru": jr.gru}[cell_name](H)
+    cell = _cells()[cell_name][0](H, None)
     params = cell.init(jax.random.PRNGKey(0), I)
     xs = jax.random.normal(jax.random.PRNGKey(1), (B, T, I))
     return cell_name, cell, params, xs
 
 
+def _layer(cell, plan):
+    """``jax.vmap`` of the engine on one plan (what ``jax.vmap(jr.scan)`` runs)."""
+    import jax
+
+    from jaxrnn import engine
+
+    def run(p, x):
+        def one(s):
+            return engine.run(cell, p, s, cell.carry_for_input(p, s[0]), plan=plan)[0]
+        return jax.vmap(one)(x)
+    return run
+
+
 def _calls(cell, params, xs, plan):
     import jax
 
-    from jaxrnn import fast
-    fwd = jax.jit(lambda p, x: fast.layer(cell, p, x, plan=plan)[0])
-    grad = jax.jit(jax.grad(lambda p, x: fast.layer(cell, p, x, plan=plan)[0].sum(),
-                            argnums=(0, 1)))
+    f = _layer(cell, plan)
+    fwd = jax.jit(f)
+    grad = jax.jit(jax.grad(lambda p, x: f(p, x).sum(), argnums=(0, 1)))
     return (lambda: jax.block_until_ready(fwd(params, xs)),
             lambda: jax.block_until_ready(grad(params, xs)))
 
@@ -68,10 +81,9 @@ def _rotate(fns: dict, rounds: int, warmup: int = 2) -> dict:
 def run_plans(spec, vary, rounds):
     import jax
 
-    from jaxrnn.fast._common import default_plan
+    from jaxrnn.engine import default_plan
     cell_name, cell, params, xs = _problem(spec)
-    B, T, _ = xs.shape
-    base = default_plan(cell_name, B, cell.hidden_size, T)
+    base = default_plan()
     plans = {"default": base}
     for item in vary:
         field, values = item.split("=")
@@ -130,8 +142,9 @@ def run_profile(spec, calls=5):
     import tempfile
 
     import jax
+    from jaxrnn.engine import default_plan
     cell_name, cell, params, xs = _problem(spec)
-    _, fwdbwd = _calls(cell, params, xs, None)
+    _, fwdbwd = _calls(cell, params, xs, default_plan())
     fwdbwd()
     out = tempfile.mkdtemp()
     jax.profiler.start_trace(out, create_perfetto_trace=True)

@@ -1,36 +1,39 @@
-"""Side-by-side RNN benchmark: jaxrnn vs Flax vs PyTorch (vs cuDNN on a GPU), one process.
+"""Side-by-side RNN benchmark: the path users write, ``jax.vmap(jr.scan)``, against its peers.
 
-    python -m experiments.bench.rnn                      # everything (CPU: ~10 minutes)
-    python -m experiments.bench.rnn --quick              # one small size, a few repeats
-    python -m experiments.bench.rnn --sizes mid --cells lstm --dtypes float32 --repeats 20
-    python -m experiments.bench.rnn --parallel           # min_gru parallel scan vs GRU only
+    python -m experiments.bench.rnn                            # every cell, four sizes, f32 + bf16
+    python -m experiments.bench.rnn --quick                    # a smoke run in about a minute
+    python -m experiments.bench.rnn --cells lstm,gru --sizes mid,8:50:64:128 --dtypes float32
+    python -m experiments.bench.rnn --parallel                 # min_gru's parallel scan only
+    python -m experiments.bench.rnn --render runs/bench/rnn.json
 
-What is timed (forward, and forward+backward = gradients of all parameters and of the
-inputs of ``sum(ys)``), one layer, inputs ``[B, T, I]`` batch-major for everyone:
+For every cell, forward+backward (gradients of every parameter and of the inputs of
+``sum(ys)``) of one layer over a batch ``[B, T, I]``, in one process:
 
-- ``jaxrnn``: ``jaxrnn.fast.layer`` (the fast path: whole-batch custom-VJP kernels);
-- ``jr.scan``: ``jax.vmap(jr.scan)`` of the same cell (the reference path, autodiff);
-- ``flax``: ``flax.linen.RNN(OptimizedLSTMCell / GRUCell)``;
-- ``torch``: ``torch.nn.LSTM / GRU`` (oneDNN on CPU, cuDNN on GPU), threads = cores;
-- ``jax-cudnn`` (GPU only, LSTM only): ``jax.experimental.rnn.lstm``.
+- ``jaxrnn``: ``jax.vmap(jr.scan)``, the library's default path (the fused engine);
+- ``naive``: ``lax.scan`` of ``cell.step`` written with the public cell API and batched with
+  ``vmap``, differentiated by autodiff: the loop a user would write without the library;
+- ``flax``: ``flax.linen.RNN`` of Flax's cell where Flax has the same cell
+  (``SimpleCell``, ``OptimizedLSTMCell``, ``GRUCell``);
+- ``torch``: ``torch.nn.RNN / LSTM / GRU`` (oneDNN on CPU, cuDNN on GPU) where PyTorch has
+  the cell (tanh and relu RNN, LSTM, LSTM with ``proj_size``, GRU);
+- ``jax-cudnn`` (GPU only, LSTM, float32): ``jax.experimental.rnn.lstm``.
 
-Every JAX function is jitted and compiled before timing; each one gets ``--warmup`` untimed
-calls, then ``--repeats`` rounds in which every implementation runs once in turn (so a
-burst of load on a shared machine hits all of them alike); the median is reported.
-JAX calls end with ``block_until_ready``; torch on GPU with ``torch.cuda.synchronize``.
+The machine's matmul peak is measured first, in the same process (one large square matmul,
+XLA and torch), and every implementation's achieved matmul FLOP/s is printed as a fraction
+of XLA's peak (the roofline: what is left to win). A cell's matmul FLOPs per step and
+example are ``2 * (I * G_in + sum_k K_k * N_k)`` over its input weight ``[I, G_in]`` and
+recurrent weights ``[K_k, N_k]`` (forward); forward+backward counts three times that.
 
-Memory (bytes, excluding the inputs and parameters): JAX: ``temp + output`` from XLA's
-buffer assignment (``compiled.memory_analysis()``), exact for what XLA allocates. torch on
-CPU: the peak of live tensors allocated during one call, from the profiler's memory events
-(oneDNN's internal scratchpad is not counted); on GPU: ``torch.cuda.max_memory_allocated``
-minus what was allocated before the call.
+Every JAX function is jitted and compiled before timing (after a throwaway program: the first
+programs a process compiles ran slower); each implementation gets ``--warmup`` calls, then
+``--repeats`` rounds in which every implementation runs once, each round starting one
+implementation later (a JAX call right after a PyTorch call can lose to PyTorch's spinning
+threads); the median is reported. Time a quiet machine: with one of two cores busy,
+PyTorch's timings collapse several-fold and every ratio lies.
 
-bfloat16 means bf16 matmuls with float32 parameters, gates and cell state for the JAX
+bfloat16 means bf16 matmuls with float32 parameters, gates and state for the JAX
 implementations (``jr.lstm(H, dtype=bfloat16)``, Flax ``dtype=bfloat16``); torch runs the
-module and inputs in bf16 (it has no mixed mode for its fused RNNs).
-
-XLA flags (``--xla-flags`` or the ``XLA_FLAGS`` environment variable) must be set before JAX
-starts; this script sets them from the command line before importing JAX.
+module in bf16 (its fused RNNs have no mixed mode).
 """
 
 from __future__ import annotations
@@ -52,30 +55,74 @@ SIZES = {
 PARALLEL_T = (256, 1024, 4096)
 
 
+def _cells():
+    """name -> (jaxrnn factory(H, dtype), flax cell or None, torch module kwargs or None)."""
+    import jaxrnn as jr
+
+    def flax_cell(kind, **extra):
+        def make(H, dtype):
+            import flax.linen as nn
+            kw = dict(features=H, param_dtype=_jnp().float32, **extra)
+            if dtype is not None:
+                kw["dtype"] = dtype
+            return getattr(nn, kind)(**kw)
+        return make
+
+    return {
+        "simple_tanh": (lambda H, d: jr.simple_rnn(H, dtype=d), flax_cell("SimpleCell"),
+                        ("RNN", dict(nonlinearity="tanh"))),
+        "simple_relu": (lambda H, d: jr.simple_rnn(H, nonlinearity="relu", dtype=d),
+                        _flax_relu_cell, ("RNN", dict(nonlinearity="relu"))),
+        "lstm": (lambda H, d: jr.lstm(H, dtype=d), flax_cell("OptimizedLSTMCell"),
+                 ("LSTM", {})),
+        "lstm_peephole": (lambda H, d: jr.lstm(H, peephole=True, dtype=d), None, None),
+        "lstm_coupled": (lambda H, d: jr.lstm(H, coupled=True, dtype=d), None, None),
+        "lstm_layer_norm": (lambda H, d: jr.lstm(H, layer_norm=True, dtype=d), None, None),
+        "lstm_proj": (lambda H, d: jr.lstm(H, proj_size=H // 2, dtype=d), None,
+                      ("LSTM", "proj")),
+        "gru": (lambda H, d: jr.gru(H, dtype=d), flax_cell("GRUCell"), ("GRU", {})),
+        "gru_cho": (lambda H, d: jr.gru(H, reset_after=False, dtype=d), None, None),
+        "mgu": (lambda H, d: jr.mgu(H, dtype=d), None, None),
+        "min_gru": (lambda H, d: jr.min_gru(H, dtype=d), None, None),
+        "min_lstm": (lambda H, d: jr.min_lstm(H, dtype=d), None, None),
+    }
+
+
+def _jnp():
+    import jax.numpy as jnp
+    return jnp
+
+
+def _flax_relu_cell(H, dtype):
+    import flax.linen as nn
+    kw = dict(features=H, param_dtype=_jnp().float32, activation_fn=nn.relu)
+    if dtype is not None:
+        kw["dtype"] = dtype
+    return nn.SimpleCell(**kw)
+
+
 def _parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="small,mid,large,long",
                    help="comma list of names (small, mid, large, long) or B:T:I:H tuples")
-    p.add_argument("--cells", default="lstm,gru")
+    p.add_argument("--cells", default="all", help="comma list of cell names, or all")
     p.add_argument("--dtypes", default="float32,bfloat16")
-    p.add_argument("--impls", default="jaxrnn,jr.scan,flax,torch,jax-cudnn",
-                   help="comma list among jaxrnn, jr.scan, flax, torch, jax-cudnn")
-    p.add_argument("--modes", default="fwd,fwdbwd")
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--impls", default="jaxrnn,naive,flax,torch,jax-cudnn",
+                   help="comma list among jaxrnn, naive, reference, flax, torch, jax-cudnn "
+                        "(reference: jax.vmap(jr.scan(..., method='reference')))")
+    p.add_argument("--modes", default="fwdbwd", help="fwd, fwdbwd or both")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--quick", action="store_true",
-                   help="small and mid sizes, float32, 5 repeats: a smoke run in about a minute")
+                   help="lstm and gru at the small and mid sizes, float32, 5 repeats")
     p.add_argument("--parallel", action="store_true",
                    help="run only the min_gru parallel-scan vs GRU training benchmark")
     p.add_argument("--no-parallel", action="store_true", help="skip the min_gru benchmark")
     p.add_argument("--parallel-size", default="16:64:256", help="B:I:H for the min_gru benchmark")
     p.add_argument("--parallel-t", default=",".join(map(str, PARALLEL_T)))
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    p.add_argument("--clock", choices=("wall", "process"), default="wall",
-                   help="wall: elapsed time (the default). process: CPU time of the whole "
-                        "process, for single-core runs on a busy machine (taskset -c 0 ... "
-                        "--threads 1), where it counts the work done and not the waiting")
+    p.add_argument("--peak-size", type=int, default=2048, help="n of the n x n peak matmul")
     p.add_argument("--xla-flags", default=None, help="appended to XLA_FLAGS before JAX starts")
     p.add_argument("--json", default="runs/bench/rnn.json", help="where to write the results")
     p.add_argument("--render", default=None, metavar="JSON",
@@ -83,6 +130,7 @@ def _parse_args(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.dtypes, args.repeats, args.warmup = "small,mid", "float32", 5, 2
+        args.cells = "lstm,gru" if args.cells == "all" else args.cells
         args.no_parallel = True
     return args
 
@@ -94,10 +142,60 @@ def _sizes(spec):
         if item in SIZES:
             out.append((item, SIZES[item]))
         elif item:
-            dims = tuple(int(v) for v in item.split(":"))
-            if len(dims) != 4:
-                raise SystemExit(f"--sizes: {item!r} is neither a name ({', '.join(SIZES)}) nor B:T:I:H")
+            try:
+                dims = tuple(int(v) for v in item.split(":"))
+            except ValueError:
+                dims = ()
+            if len(dims) != 4 or min(dims) < 1:
+                raise SystemExit(f"--sizes: {item!r} is neither a name ({', '.join(SIZES)}) "
+                                 f"nor B:T:I:H with four positive integers")
             out.append((item, dims))
+    return out
+
+
+def _cell_names(spec):
+    known = _cells()
+    names = list(known) if spec == "all" else [c.strip() for c in spec.split(",") if c.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"--cells: unknown {unknown}; choose from {sorted(known)} or all")
+    return names
+
+
+# --------------------------------------------------------------------------- FLOPs and peak
+
+def matmul_flops(cell, params, B, T):
+    """Forward matmul FLOPs of one layer over [B, T, I]: 2 * B * T * sum of weight sizes."""
+    w_in, ws, _ = cell.recurrence.split(params)
+    per_step = sum(int(w.shape[-2]) * int(w.shape[-1]) for w in (w_in,) + tuple(ws))
+    return 2.0 * B * T * per_step
+
+
+def measure_peak(n, dtype_name, repeats=9):
+    """GFLOP/s of an n x n matmul: XLA (jitted) and torch, in this process."""
+    import jax
+    import jax.numpy as jnp
+    dt = jnp.bfloat16 if dtype_name == "bfloat16" else jnp.float32
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dt)
+    f = jax.jit(lambda a: jnp.matmul(a, a, preferred_element_type=jnp.float32))
+    out = {}
+    fns = {"xla": lambda: jax.block_until_ready(f(a))}
+    try:
+        import torch
+        ta = torch.randn(n, n, dtype=torch.bfloat16 if dtype_name == "bfloat16" else torch.float32)
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        ta = ta.to(dev)
+        sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+
+        def torch_mm():
+            ta @ ta
+            sync()
+        fns["torch"] = torch_mm
+    except ImportError:
+        pass
+    times = _time_round_robin(fns, 2, repeats)
+    for name, ts in times.items():
+        out[name] = 2.0 * n ** 3 / min(ts) / 1e9
     return out
 
 
@@ -113,8 +211,8 @@ def _jax_memory(compiled):
     return int(ma.temp_size_in_bytes + ma.output_size_in_bytes - ma.alias_size_in_bytes)
 
 
-def _jax_impl(fn_fwd, params, xs):
-    """(fwd, fwdbwd, memory) for a JAX ``fn(params, xs) -> ys``: compiled, blocking callables."""
+def _jax_impl(fn_fwd, params, xs, modes):
+    """{mode: (blocking callable, memory bytes)} for a JAX ``fn(params, xs) -> ys``."""
     import jax
     import jax.numpy as jnp
 
@@ -122,47 +220,56 @@ def _jax_impl(fn_fwd, params, xs):
         return jnp.sum(fn_fwd(p, x).astype(jnp.float32))
 
     out = {}
-    for mode, f in (("fwd", fn_fwd), ("fwdbwd", jax.grad(loss, argnums=(0, 1)))):
+    for mode in modes:
+        f = fn_fwd if mode == "fwd" else jax.grad(loss, argnums=(0, 1))
         compiled = jax.jit(f).lower(params, xs).compile()
         out[mode] = ((lambda c=compiled: jax.block_until_ready(c(params, xs))),
                      _jax_memory(compiled))
     return out
 
 
-def _make_jax_impls(name, cell_name, dims, dtype_name, key):
+def _make_jax_impl(name, cell_name, dims, dtype_name, modes):
     import jax
     import jax.numpy as jnp
 
     import jaxrnn as jr
-    from jaxrnn import fast
 
     B, T, I, H = dims
     compute = jnp.bfloat16 if dtype_name == "bfloat16" else None
-    xs = jax.random.normal(key, (B, T, I), jnp.float32)
+    xs = jax.random.normal(jax.random.PRNGKey(0), (B, T, I), jnp.float32)
     if compute is not None:
         xs = xs.astype(compute)
-    cell = (jr.lstm if cell_name == "lstm" else jr.gru)(H, dtype=compute)
+    make, flax_make, _ = _cells()[cell_name]
+    cell = make(H, compute)
     params = cell.init(jax.random.PRNGKey(1), I)
+    flops = matmul_flops(cell, params, B, T)
 
-    if name == "jaxrnn":
-        return _jax_impl(lambda p, x: fast.layer(cell, p, x)[0], params, xs)
-    if name == "jr.scan":
-        def ref(p, x):
-            return jax.vmap(lambda s: jr.scan(cell, p, s)[0])(x)
-        return _jax_impl(ref, params, xs)
+    if name in ("jaxrnn", "reference"):
+        method = "fused" if name == "jaxrnn" else "reference"
+
+        def public(p, x):
+            return jax.vmap(lambda s: jr.scan(cell, p, s, method=method)[0])(x)
+        return _jax_impl(public, params, xs, modes), flops
+    if name == "naive":
+        def naive(p, x):
+            def one(seq):
+                def body(c, x_t):
+                    c = cell.step(p, c, x_t)
+                    return c, cell.output(c)
+                return jax.lax.scan(body, cell.initial_carry(p), seq)[1]
+            return jax.vmap(one)(x)
+        return _jax_impl(naive, params, xs, modes), flops
     if name == "flax":
+        if flax_make is None:
+            return None, flops
         import flax.linen as nn
-        kw = dict(features=H, param_dtype=jnp.float32)
-        if compute is not None:
-            kw["dtype"] = compute
-        fcell = nn.OptimizedLSTMCell(**kw) if cell_name == "lstm" else nn.GRUCell(**kw)
-        rnn = nn.RNN(fcell)
+        rnn = nn.RNN(flax_make(H, compute))
         fparams = rnn.init(jax.random.PRNGKey(1), xs)
-        return _jax_impl(lambda p, x: rnn.apply(p, x), fparams, xs)
+        return _jax_impl(lambda p, x: rnn.apply(p, x), fparams, xs, modes), flops
     if name == "jax-cudnn":
         # cuDNN's LSTM through jax.experimental.rnn (GPU only; float32 weights).
         if cell_name != "lstm" or jax.default_backend() != "gpu" or compute is not None:
-            return None
+            return None, flops
         from jax.experimental import rnn as xrnn
         weights = xrnn.init_lstm_weight(jax.random.PRNGKey(1), I, H, 1, False)
         lengths = jnp.full((B,), T, jnp.int32)
@@ -172,7 +279,7 @@ def _make_jax_impls(name, cell_name, dims, dtype_name, key):
             y, _, _ = xrnn.lstm(x, h0, h0, w, lengths, input_size=I, hidden_size=H,
                                 num_layers=1, dropout=0.0, bidirectional=False)
             return y
-        return _jax_impl(cudnn, weights, xs)
+        return _jax_impl(cudnn, weights, xs, modes), flops
     raise ValueError(name)
 
 
@@ -180,7 +287,6 @@ def _make_jax_impls(name, cell_name, dims, dtype_name, key):
 
 def _torch_peak_cpu(call):
     """Peak bytes of live tensors allocated during ``call`` (profiler memory events)."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -191,19 +297,23 @@ def _torch_peak_cpu(call):
     for _, nbytes in events:
         cur += nbytes
         peak = max(peak, cur)
-    del torch
     return int(peak)
 
 
-def _make_torch_impl(cell_name, dims, dtype_name):
+def _make_torch_impl(cell_name, dims, dtype_name, modes):
+    spec = _cells()[cell_name][2]
+    if spec is None:
+        return None
     import torch
 
     B, T, I, H = dims
+    kind, kw = spec
+    if kw == "proj":
+        kw = dict(proj_size=H // 2)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dt = torch.bfloat16 if dtype_name == "bfloat16" else torch.float32
     torch.manual_seed(0)
-    mod = (torch.nn.LSTM if cell_name == "lstm" else torch.nn.GRU)(I, H, batch_first=True)
-    mod = mod.to(device=dev, dtype=dt)
+    mod = getattr(torch.nn, kind)(I, H, batch_first=True, **kw).to(device=dev, dtype=dt)
     x = torch.randn(B, T, I, device=dev, dtype=dt)
     xg = x.clone().requires_grad_(True)
     params = list(mod.parameters())
@@ -222,7 +332,8 @@ def _make_torch_impl(cell_name, dims, dtype_name):
         return grads
 
     out = {}
-    for mode, f in (("fwd", fwd), ("fwdbwd", fwdbwd)):
+    for mode in modes:
+        f = fwd if mode == "fwd" else fwdbwd
         f()
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -238,17 +349,13 @@ def _make_torch_impl(cell_name, dims, dtype_name):
 
 # --------------------------------------------------------------------------- timing
 
-_CLOCK = {"wall": time.perf_counter, "process": time.process_time}
-
-
-def _time_round_robin(impls, warmup, repeats, clock="wall"):
+def _time_round_robin(impls, warmup, repeats):
     """impls: {name: callable}. Returns {name: [seconds]} with calls interleaved.
 
     Round r starts at implementation r (mod n), so each one follows each other one equally
     often: at the small size a JAX call right after a PyTorch call could run up to 3x slower
     (PyTorch's OpenMP threads keep spinning for a while after a call), which a fixed order
     charged to one implementation every round."""
-    now = _CLOCK[clock]
     for f in impls.values():
         for _ in range(warmup):
             f()
@@ -257,9 +364,9 @@ def _time_round_robin(impls, warmup, repeats, clock="wall"):
     for r in range(repeats):
         for k in range(len(names)):
             n = names[(r + k) % len(names)]
-            t0 = now()
+            t0 = time.perf_counter()
             impls[n]()
-            times[n].append(now() - t0)
+            times[n].append(time.perf_counter() - t0)
     return times
 
 
@@ -269,13 +376,16 @@ def _machine():
             "cpu_count": os.cpu_count(), "jax": jax.__version__,
             "jax_backend": jax.default_backend(),
             "devices": [str(d) for d in jax.devices()],
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+            "xla_flags": os.environ.get("XLA_FLAGS", "")}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
                     info["cpu"] = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    info["simd"] = [s for s in ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+                                    if s in flags]
                     break
     except OSError:
         pass
@@ -298,12 +408,9 @@ def _machine():
 
 
 def _burn_in():
-    """Compiles and runs a throwaway program with a loop, matmuls and a gradient.
-
-    The first programs a process compiles ran slower than the same programs compiled later
-    (jaxrnn's LSTM fwd+bwd at (1, 1000, 32, 64): 6.07 ms when it was the first program, 3.92 ms
-    after a throwaway one; measured on the 2-core CPU), so whichever implementation was built
-    first lost. This puts every implementation after the same warm start."""
+    """Compiles and runs a throwaway program with a loop, matmuls and a gradient: the first
+    programs a process compiles ran slower than the same programs compiled later, so
+    whichever implementation was built first lost."""
     import jax
     import jax.numpy as jnp
 
@@ -324,21 +431,28 @@ def run_rnn(args, results):
     _burn_in()
     impl_names = [s.strip() for s in args.impls.split(",") if s.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in ("fwd", "fwdbwd")]
+    if bad:
+        raise SystemExit(f"--modes: unknown {bad}; choose fwd, fwdbwd or both")
     on_gpu = jax.default_backend() == "gpu"
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    results["peak_gflops"] = {d: measure_peak(args.peak_size, d) for d in dtypes}
+    for d, pk in results["peak_gflops"].items():
+        print(f"matmul peak {d} ({args.peak_size}^2): "
+              + "  ".join(f"{n}={v:.0f} GFLOP/s" for n, v in pk.items()), flush=True)
     rows = []
     for size_name, dims in _sizes(args.sizes):
-        for cell_name in [c.strip() for c in args.cells.split(",") if c.strip()]:
-            for dtype_name in [d.strip() for d in args.dtypes.split(",") if d.strip()]:
-                built = {}
+        for cell_name in _cell_names(args.cells):
+            for dtype_name in dtypes:
+                built, flops = {}, None
                 for name in impl_names:
                     if name == "jax-cudnn" and not on_gpu:
                         continue
                     try:
                         if name == "torch":
-                            impl = _make_torch_impl(cell_name, dims, dtype_name)
+                            impl = _make_torch_impl(cell_name, dims, dtype_name, modes)
                         else:
-                            impl = _make_jax_impls(name, cell_name, dims, dtype_name,
-                                                   jax.random.PRNGKey(0))
+                            impl, flops = _make_jax_impl(name, cell_name, dims, dtype_name, modes)
                     except ImportError as e:
                         print(f"  skipping {name}: {e}", file=sys.stderr)
                         continue
@@ -346,11 +460,17 @@ def run_rnn(args, results):
                         built[name] = impl
                 for mode in modes:
                     fns = {n: impl[mode][0] for n, impl in built.items()}
-                    times = _time_round_robin(fns, args.warmup, args.repeats, args.clock)
+                    times = _time_round_robin(fns, args.warmup, args.repeats)
+                    med = {n: 1e3 * statistics.median(t) for n, t in times.items()}
+                    work = flops * (3 if mode == "fwdbwd" else 1)
+                    peak = results["peak_gflops"][dtype_name]["xla"]
                     row = {"size": size_name, "B": dims[0], "T": dims[1], "I": dims[2],
                            "H": dims[3], "cell": cell_name, "dtype": dtype_name, "mode": mode,
-                           "median_ms": {n: 1e3 * statistics.median(t) for n, t in times.items()},
+                           "median_ms": med,
                            "min_ms": {n: 1e3 * min(t) for n, t in times.items()},
+                           "matmul_gflop": work / 1e9,
+                           "fraction_of_peak": {n: work / (v / 1e3) / 1e9 / peak
+                                                for n, v in med.items()},
                            "memory_bytes": {n: built[n][mode][1] for n in built}}
                     rows.append(row)
                     _print_row(row)
@@ -364,38 +484,43 @@ def _fmt_ms(v):
     return f"{v:9.2f}" if v < 100 else f"{v:9.1f}"
 
 
+def _ratios(med, peers=("naive", "torch", "flax", "reference", "jax-cudnn")):
+    return {p: med["jaxrnn"] / med[p] for p in peers if p in med and "jaxrnn" in med}
+
+
 def _print_row(row):
     med = row["median_ms"]
-    head = (f"{row['cell']:4} {row['mode']:6} {row['dtype']:8} "
+    head = (f"{row['cell']:15} {row['mode']:6} {row['dtype']:8} "
             f"({row['B']},{row['T']},{row['I']},{row['H']})")
     parts = [f"{n}={_fmt_ms(v).strip()}ms" for n, v in med.items()]
-    ratios = []
-    if "jaxrnn" in med:
-        for n, v in med.items():
-            if n != "jaxrnn":
-                ratios.append(f"jaxrnn/{n}={med['jaxrnn'] / v:.2f}")
-    print(f"{head}  " + "  ".join(parts) + ("  |  " + "  ".join(ratios) if ratios else ""),
-          flush=True)
+    ratios = [f"jaxrnn/{n}={v:.2f}" for n, v in _ratios(med).items()]
+    frac = row["fraction_of_peak"].get("jaxrnn")
+    roof = f"  jaxrnn at {100 * frac:.0f}% of peak" if frac is not None else ""
+    print(f"{head}  " + "  ".join(parts) + ("  |  " + "  ".join(ratios) if ratios else "")
+          + roof, flush=True)
 
 
-def table(rows, peers=("torch", "flax", "jr.scan", "jax-cudnn")):
-    """A Markdown table of medians (ms), ratios jaxrnn/peer and memory (MiB)."""
-    names = []
+def table(rows):
+    """A Markdown table: medians (ms), jaxrnn / peer ratios, jaxrnn's fraction of the peak."""
+    names, peers = [], []
     for r in rows:
         for n in r["median_ms"]:
             if n not in names:
                 names.append(n)
-    ratio_peers = [p for p in peers if p in names and "jaxrnn" in names]
+        for p in _ratios(r["median_ms"]):
+            if p not in peers:
+                peers.append(p)
     head = (["cell", "mode", "dtype", "(B, T, I, H)"] + [f"{n} ms" for n in names]
-            + [f"jaxrnn/{p}" for p in ratio_peers] + [f"{n} MiB" for n in names])
+            + [f"jaxrnn / {p}" for p in peers] + ["jaxrnn % of peak"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        med, mem = r["median_ms"], r["memory_bytes"]
+        med = r["median_ms"]
+        ratios = _ratios(med)
         cells = [r["cell"], r["mode"], r["dtype"], f"({r['B']}, {r['T']}, {r['I']}, {r['H']})"]
         cells += [_fmt_ms(med[n]).strip() if n in med else "" for n in names]
-        cells += [f"{med['jaxrnn'] / med[p]:.2f}" if p in med and "jaxrnn" in med else ""
-                  for p in ratio_peers]
-        cells += [f"{mem[n] / 2**20:.1f}" if mem.get(n) is not None else "" for n in names]
+        cells += [f"{ratios[p]:.2f}" if p in ratios else "" for p in peers]
+        frac = r.get("fraction_of_peak", {}).get("jaxrnn")
+        cells.append(f"{100 * frac:.0f}%" if frac is not None else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -408,44 +533,34 @@ def run_parallel(args, results):
     import jax.numpy as jnp
 
     import jaxrnn as jr
-    from jaxrnn import fast
 
     B, I, H = (int(v) for v in args.parallel_size.split(":"))
     rows = []
     for T in [int(t) for t in args.parallel_t.split(",") if t]:
         xs = jax.random.normal(jax.random.PRNGKey(0), (B, T, I))
-        mg = jr.min_gru(H)
-        gru = jr.gru(H)
-        p_mg = mg.init(jax.random.PRNGKey(1), I)
-        p_gru = gru.init(jax.random.PRNGKey(1), I)
+        mg, gru = jr.min_gru(H), jr.gru(H)
+        p_mg, p_gru = mg.init(jax.random.PRNGKey(1), I), gru.init(jax.random.PRNGKey(1), I)
 
         def seq_loss(cell, parallel):
             def loss(p, x):
-                ys = jax.vmap(lambda s: jr.scan(cell, p, s, parallel=parallel)[0])(x)
-                return jnp.sum(ys)
+                return jnp.sum(jax.vmap(lambda s: jr.scan(cell, p, s, parallel=parallel)[0])(x))
             return loss
-
-        def fast_gru_loss(p, x):
-            return jnp.sum(fast.layer(gru, p, x)[0])
 
         fns = {}
         for name, loss, p in (("min_gru parallel", seq_loss(mg, True), p_mg),
                               ("min_gru sequential", seq_loss(mg, False), p_mg),
-                              ("gru jaxrnn (fast)", fast_gru_loss, p_gru),
-                              ("gru jr.scan", seq_loss(gru, False), p_gru)):
+                              ("gru", seq_loss(gru, False), p_gru)):
             c = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(p, xs).compile()
             fns[name] = (lambda c=c, p=p: jax.block_until_ready(c(p, xs)))
-        times = _time_round_robin(fns, args.warmup, max(3, args.repeats // 2), args.clock)
+        times = _time_round_robin(fns, args.warmup, max(3, args.repeats // 2))
         med = {n: 1e3 * statistics.median(t) for n, t in times.items()}
         row = {"B": B, "T": T, "I": I, "H": H, "median_ms": med,
-               "speedup_vs_gru_fast": med["gru jaxrnn (fast)"] / med["min_gru parallel"],
-               "speedup_vs_gru_scan": med["gru jr.scan"] / med["min_gru parallel"],
+               "speedup_vs_gru": med["gru"] / med["min_gru parallel"],
                "speedup_vs_min_gru_sequential": med["min_gru sequential"] / med["min_gru parallel"]}
         rows.append(row)
         print(f"min_gru T={T}: " + "  ".join(f"{n}={v:.1f}ms" for n, v in med.items())
-              + f"  | speed-up vs fast GRU {row['speedup_vs_gru_fast']:.1f}x, vs jr.scan GRU "
-              f"{row['speedup_vs_gru_scan']:.1f}x, vs sequential min_gru "
-              f"{row['speedup_vs_min_gru_sequential']:.1f}x", flush=True)
+              + f"  | parallel vs GRU {row['speedup_vs_gru']:.2f}x, vs sequential min_gru "
+              f"{row['speedup_vs_min_gru_sequential']:.2f}x", flush=True)
         results["parallel"] = rows
         _write(args.json, results)
     return rows
@@ -453,14 +568,13 @@ def run_parallel(args, results):
 
 def parallel_table(rows):
     names = list(rows[0]["median_ms"]) if rows else []
-    head = ["(B, T, I, H)"] + [f"{n} ms" for n in names] + [
-        "speed-up vs fast GRU", "vs jr.scan GRU", "vs sequential min_gru"]
+    head = ["(B, T, I, H)"] + [f"{n} ms" for n in names] + ["parallel vs GRU",
+                                                           "vs sequential min_gru"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [f"({r['B']}, {r['T']}, {r['I']}, {r['H']})"]
         cells += [_fmt_ms(r["median_ms"][n]).strip() for n in names]
-        cells += [f"{r['speedup_vs_gru_fast']:.2f}x", f"{r['speedup_vs_gru_scan']:.2f}x",
-                  f"{r['speedup_vs_min_gru_sequential']:.2f}x"]
+        cells += [f"{r['speedup_vs_gru']:.2f}x", f"{r['speedup_vs_min_gru_sequential']:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -473,21 +587,29 @@ def _write(path, results):
         json.dump(results, f, indent=1)
 
 
+def describe(saved):
+    m = saved.get("machine", {})
+    peak = "; ".join(f"{d} " + ", ".join(f"{n} {v:.0f}" for n, v in pk.items())
+                     for d, pk in saved.get("peak_gflops", {}).items())
+    return (f"machine: {m.get('cpu', '')} {m.get('gpu', '')} ({', '.join(m.get('simd', []))}), "
+            f"{m.get('cpu_count')} cores, jax {m.get('jax')} ({m.get('jax_backend')}), flax "
+            f"{m.get('flax')}, torch {m.get('torch')} ({m.get('torch_threads')} threads), load "
+            f"{m.get('loadavg_start')}; matmul peak GFLOP/s: {peak}")
+
+
 def main(argv=None):
     args = _parse_args(argv)
     if args.render:
         with open(args.render) as f:
             saved = json.load(f)
-        m = saved.get("machine", {})
-        print(f"machine: {m.get('cpu', '')} {m.get('gpu', '')}, {m.get('cpu_count')} cores, "
-              f"jax {m.get('jax')} ({m.get('jax_backend')}), flax {m.get('flax')}, torch "
-              f"{m.get('torch')} ({m.get('torch_threads')} threads), clock "
-              f"{saved.get('args', {}).get('clock', 'wall')}, load {m.get('loadavg_start')}")
+        print(describe(saved))
         if saved.get("rnn"):
             print("\n" + table(saved["rnn"]))
         if saved.get("parallel"):
             print("\n" + parallel_table(saved["parallel"]))
-        return
+        return 0
+    _sizes(args.sizes)
+    _cell_names(args.cells)
     if args.xla_flags:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
     try:
@@ -499,7 +621,7 @@ def main(argv=None):
     print(json.dumps(results["machine"]), flush=True)
     if not args.parallel:
         rows = run_rnn(args, results)
-        print("\n" + table(rows), flush=True)
+        print("\n" + describe(results) + "\n\n" + table(rows), flush=True)
     if args.parallel or not args.no_parallel:
         run_parallel(args, results)
     if hasattr(os, "getloadavg"):
@@ -507,7 +629,8 @@ def main(argv=None):
     _write(args.json, results)
     if args.json:
         print(f"\nwrote {args.json}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
