@@ -690,17 +690,25 @@ def to_flax_linen(flax_cell, params):
 
 def carry_from_flax(cell: Cell, flax_carry):
     """A flax cell's carry as the jaxrnn cell's: LSTM ``(c, h)`` -> ``LSTMCarry(h, c)``;
-    GRU and SimpleCell ``h`` -> ``GRUCarry(h)`` / ``SimpleRNNCarry(h)``."""
-    if cell.name == "lstm":
+    GRU and SimpleCell ``h`` -> ``GRUCarry(h)`` / ``SimpleRNNCarry(h)``.
+
+    The layout follows from the structure of the cell's own carry (its fields), not from the
+    cell's name."""
+    try:
+        params = jax.eval_shape(lambda: cell.init(jax.random.PRNGKey(0), 1))
+        template = jax.eval_shape(cell.initial_carry, params)
+    except ValueError as e:
+        raise ValueError(f"no flax carry layout for a {cell.name!r} cell ({e})") from None
+    kind = type(template)
+    fields = getattr(template, "_fields", None)
+    if fields == ("h", "c"):
         if not isinstance(flax_carry, (tuple, list)) or len(flax_carry) != 2:
             raise ValueError("a flax LSTM carry is a pair (c, h)")
         c, h = flax_carry
-        return LSTMCarry(h=jnp.asarray(h), c=jnp.asarray(c))
-    if cell.name == "gru":
-        return GRUCarry(jnp.asarray(flax_carry))
-    if cell.name == "simple_rnn":
-        return SimpleRNNCarry(jnp.asarray(flax_carry))
-    raise ValueError(f"no flax carry layout for a {cell.name!r} cell")
+        return kind(h=jnp.asarray(h), c=jnp.asarray(c))
+    if fields == ("h",):
+        return kind(jnp.asarray(flax_carry))
+    raise ValueError(f"no flax carry layout for a {cell.name!r} cell (carry fields {fields})")
 
 
 def carry_to_flax(carry):
