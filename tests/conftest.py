@@ -1,7 +1,15 @@
 import os
 import sys
+from pathlib import Path
 
-import jax
+# One persistent XLA compilation cache for the whole run, shared by the xdist workers and by
+# the subprocesses the runner tests start (they inherit the environment): the same tiny
+# models are compiled by many tests (train, resume, evaluate, predict). Set before JAX loads.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+
+import jax  # noqa: E402
 import numpy as np
 import pytest
 

@@ -111,8 +111,9 @@ def test_vmap_equals_loop_over_batch(case):
     xs = jnp.asarray(rng.normal(size=(3,) + case.xs_shape(T)), jnp.float32)
     lengths = jnp.array([T, 2, 0])
     ys, final = jax.vmap(lambda x, n: jr.scan(cell, params, x, seq_lengths=n))(xs, lengths)
+    one = jax.jit(lambda x, n: jr.scan(cell, params, x, seq_lengths=n))
     for b in range(3):
-        y_b, c_b = jr.scan(cell, params, xs[b], seq_lengths=lengths[b])
+        y_b, c_b = one(xs[b], lengths[b])
         chex.assert_trees_all_close(ys[b], y_b, rtol=1e-6, atol=1e-6)
         chex.assert_trees_all_close(jax.tree.map(lambda a: a[b], final), c_b, rtol=1e-6, atol=1e-6)
 
@@ -132,7 +133,8 @@ def test_gradients_match_finite_differences(case, x64):
         return jnp.sum(ys * jnp.cos(jnp.arange(ys.size).reshape(ys.shape))) + sum(
             jnp.sum(jnp.sin(l)) for l in jax.tree.leaves(final))
 
-    check_grads(f, (params, xs, carry), order=1, modes=("rev",), eps=1e-6, atol=1e-6, rtol=1e-6)
+    check_grads(jax.jit(f), (params, xs, carry), order=1, modes=("rev",), eps=1e-6, atol=1e-6,
+                rtol=1e-6)
 
 
 @pytest.mark.parametrize("case", CASES[:3] + CASES[8:9], ids=IDS[:3] + IDS[8:9])
