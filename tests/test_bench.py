@@ -8,14 +8,13 @@ from experiments.bench import plans, rnn
 
 def test_rnn_benchmark_reports_every_peer_and_the_roofline(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert rnn.main(["--sizes", "2:5:3:4", "--cells", "lstm,gru_cho,simple_relu",
+    assert rnn.main(["--sizes", "2:5:3:4", "--cells", "lstm,gru_cho",
                      "--dtypes", "float32", "--repeats", "1", "--warmup", "0",
                      "--no-parallel", "--peak-size", "64", "--json", str(out)]) == 0
     saved = json.loads(out.read_text())
     rows = {r["cell"]: r for r in saved["rnn"]}
     assert set(rows["lstm"]["median_ms"]) == {"jaxrnn", "naive", "flax", "torch"}
     assert set(rows["gru_cho"]["median_ms"]) == {"jaxrnn", "naive"}   # no peer has Cho's GRU
-    assert set(rows["simple_relu"]["median_ms"]) == {"jaxrnn", "naive", "flax", "torch"}
     # matmul FLOPs of an LSTM(4) on 3 inputs: 3 * 2 * B * T * (3*16 + 4*16)
     assert abs(rows["lstm"]["matmul_gflop"] - 3 * 2 * 2 * 5 * (3 * 16 + 4 * 16) / 1e9) < 1e-15
     assert 0 < rows["lstm"]["fraction_of_peak"]["jaxrnn"]
@@ -30,5 +29,9 @@ def test_parallel_and_plan_benchmarks_run(tmp_path, capsys):
     assert rnn.main(["--parallel", "--parallel-size", "2:3:4", "--parallel-t", "8",
                      "--repeats", "1", "--warmup", "0", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["parallel"][0]["T"] == 8
+    assert rnn.main(["--conv", "2:3:4:2:3", "--repeats", "1", "--warmup", "0",
+                     "--json", str(out)]) == 0
+    assert set(json.loads(out.read_text())["conv"][0]["median_ms"]) == {"jaxrnn", "reference",
+                                                                      "naive"}
     assert plans.main(["mgu:2,6,3,4", "--vary", "hoist=0,1", "--rounds", "1"]) == 0
     assert "hoist=1" in capsys.readouterr().out

@@ -4,6 +4,7 @@
     python -m experiments.bench.rnn --quick                    # a smoke run in about a minute
     python -m experiments.bench.rnn --cells lstm,gru --sizes mid,8:50:64:128 --dtypes float32
     python -m experiments.bench.rnn --parallel                 # min_gru's parallel scan only
+    python -m experiments.bench.rnn --conv 8:20:16:4:16        # the 2-D ConvLSTM only
     python -m experiments.bench.rnn --render runs/bench/rnn.json
 
 For every cell, forward+backward (gradients of every parameter and of the inputs of
@@ -120,6 +121,9 @@ def _parse_args(argv=None):
                    help="run only the min_gru parallel-scan vs GRU training benchmark")
     p.add_argument("--no-parallel", action="store_true", help="skip the min_gru benchmark")
     p.add_argument("--parallel-size", default="16:64:256", help="B:I:H for the min_gru benchmark")
+    p.add_argument("--conv", default=None, metavar="B:T:S:C_IN:C",
+                   help="run only the 2-D ConvLSTM benchmark (S x S maps, 3x3 kernels): "
+                        "jaxrnn, reference and naive")
     p.add_argument("--parallel-t", default=",".join(map(str, PARALLEL_T)))
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--peak-size", type=int, default=2048, help="n of the n x n peak matmul")
@@ -525,6 +529,48 @@ def table(rows):
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- conv_lstm
+
+def run_conv(args, results):
+    """fwd+bwd of a 2-D ConvLSTM layer: the fused engine against the reference loop and the
+    naive step loop (neither Flax's nor PyTorch's ConvLSTM is the same cell)."""
+    import jax
+    import jax.numpy as jnp
+
+    import jaxrnn as jr
+
+    B, T, S, C_in, C = (int(v) for v in args.conv.split(":"))
+    cell = jr.conv_lstm(C, 3, spatial_dims=2)
+    params = cell.init(jax.random.PRNGKey(1), C_in)
+    xs = jax.random.normal(jax.random.PRNGKey(0), (B, T, S, S, C_in))
+
+    def naive(p, x):
+        def one(seq):
+            def body(c, x_t):
+                c = cell.step(p, c, x_t)
+                return c, cell.output(c)
+            return jax.lax.scan(body, cell.carry_for_input(p, seq[0]), seq)[1]
+        return jax.vmap(one)(x)
+
+    impls = {"jaxrnn": lambda p, x: jax.vmap(lambda s: jr.scan(cell, p, s)[0])(x),
+             "reference": lambda p, x: jax.vmap(
+                 lambda s: jr.scan(cell, p, s, method="reference")[0])(x),
+             "naive": naive}
+    built = {n: _jax_impl(f, params, xs, ["fwdbwd"]) for n, f in impls.items()}
+    times = _time_round_robin({n: b["fwdbwd"][0] for n, b in built.items()}, args.warmup,
+                              args.repeats)
+    med = {n: 1e3 * statistics.median(t) for n, t in times.items()}
+    row = {"B": B, "T": T, "S": S, "C_in": C_in, "C": C, "median_ms": med,
+           "memory_bytes": {n: b["fwdbwd"][1] for n, b in built.items()}}
+    results["conv"] = [row]
+    print(f"conv_lstm fwdbwd (B={B}, T={T}, {S}x{S}, {C_in}->{C}): "
+          + "  ".join(f"{n}={v:.1f}ms" for n, v in med.items())
+          + f"  | jaxrnn/reference={med['jaxrnn'] / med['reference']:.2f}  "
+          f"jaxrnn/naive={med['jaxrnn'] / med['naive']:.2f}", flush=True)
+    _write(args.json, results)
+    return [row]
+
+
 # --------------------------------------------------------------------------- min_gru
 
 def run_parallel(args, results):
@@ -619,6 +665,10 @@ def main(argv=None):
         pass
     results = {"machine": _machine(), "args": vars(args)}
     print(json.dumps(results["machine"]), flush=True)
+    if args.conv:
+        run_conv(args, results)
+        _write(args.json, results)
+        return 0
     if not args.parallel:
         rows = run_rnn(args, results)
         print("\n" + describe(results) + "\n\n" + table(rows), flush=True)
