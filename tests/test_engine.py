@@ -96,10 +96,7 @@ def test_fused_equals_reference_float64(case, x64):
     _check_fused_equals_reference(case, jnp.float64, rtol=1e-10, atol=1e-12)
 
 
-F32 = [c for c in CASES if c.id in ("lstm", "lstm_layer_norm", "gru_cho", "conv_lstm_1d")]
-
-
-@pytest.mark.parametrize("case", F32, ids=[c.id for c in F32])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_fused_equals_reference_float32(case):
     _check_fused_equals_reference(case, jnp.float32, rtol=1e-5, atol=2e-5)
 
@@ -318,3 +315,23 @@ def test_bad_options_raise_clear_errors():
         jr.scan(cell, params, jnp.ones((4, 3)))
     with pytest.raises(ValueError, match="carry"):
         jr.scan(cell, params, xs, jr.LSTMCarry(jnp.zeros(4), jnp.zeros(3)))
+
+
+def test_taps_are_zero_and_differentiate_like_the_linear_map(x64):
+    """tap(linear, a, w) is 0 with the derivative of linear(a, w) in both arguments;
+    tap_weight only in w; under vmap the value stays zero and batched like the map's."""
+    from jaxrnn.engine import taps
+    lin = lambda a, w: a @ w
+    a = jax.random.normal(jax.random.PRNGKey(0), (5, 3), jnp.float64)
+    w = jax.random.normal(jax.random.PRNGKey(1), (3, 4), jnp.float64)
+    ct = jax.random.normal(jax.random.PRNGKey(2), (5, 4), jnp.float64)
+    assert not np.asarray(taps.tap(lin, a, w)).any() and taps.tap(lin, a, w).shape == (5, 4)
+    f = lambda tap: lambda a, w: jnp.sum(ct * (tap(lin, a, w) + 1.0))
+    da, dw = jax.grad(f(taps.tap), (0, 1))(a, w)
+    np.testing.assert_allclose(da, ct @ w.T, rtol=1e-12)
+    np.testing.assert_allclose(dw, a.T @ ct, rtol=1e-12)
+    da, dw = jax.grad(f(taps.tap_weight), (0, 1))(a, w)
+    assert not np.asarray(da).any()
+    np.testing.assert_allclose(dw, a.T @ ct, rtol=1e-12)
+    batched = jax.vmap(lambda x: taps.tap(lin, x, w))(jnp.stack([a, a]))
+    assert batched.shape == (2, 5, 4) and not np.asarray(batched).any()

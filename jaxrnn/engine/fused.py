@@ -6,9 +6,11 @@ Written for ONE sequence, like ``jr.scan``; ``jax.vmap`` turns it into a whole-b
 other transformation composes with it, because it is built only from ``lax.scan``, one
 ``jax.custom_vjp`` and the zero-valued taps of :mod:`jaxrnn.engine.taps`.
 
-Forward (no autodiff): each step computes the input map (or reads the hoisted projection),
-the cell's recurrent matmuls ``u_k = a_k ⊗ W_k`` and its pointwise update, and stores the
-carries, the matmul results ``u_k`` and operands ``a_k``, and the step's input.
+Forward: each step computes the input map (or reads the hoisted projection), the cell's
+recurrent matmuls ``u_k = a_k ⊗ W_k`` and its pointwise update, and stores the carry entering
+the step, the output, the step's input half and the matmul results ``u_k``; the operands
+``a_k`` are recomputed after the loop. The forward loop has a custom VJP of its own (autodiff
+of itself) that only gradients of gradients call: at first order nothing needs it.
 
 Backward (the custom VJP of :func:`_replay`): a reverse loop carrying only the carry's
 gradient. Each step replays the pointwise update from the stored ``u_k`` (no matmul is
@@ -49,8 +51,8 @@ def run(cell, params, xs, carry, *, lengths=None, rec_mask=None, zoneout_rate=0.
     treated as constants (dropout masks have no gradient).
 
     With ``plan.chunk > 0`` time is cut into chunks of that many steps, run by an outer
-    ``lax.scan``: the weight gradients then form chunk by chunk (``plan.chunk`` rows of the
-    batch at a time). ``remat=True`` also bounds the memory of the backward pass: only the
+    ``lax.scan``: the weight gradients then form chunk by chunk (over ``plan.chunk`` steps of
+    the batch at a time). ``remat=True`` also bounds the memory of the backward pass: only the
     carry entering each chunk (of about sqrt(T) steps when ``plan.chunk`` is 0) is kept, and
     each chunk's forward loop runs again just before its backward loop (``jax.checkpoint``).
     """
@@ -229,8 +231,8 @@ def _replay(step_fn, linear, plan, diff, stored):
                 def mm(k, a):
                     # the stored result (no matmul), differentiated like the matmul: in ``a``
                     # through the tap, and at the result itself through the zero ``es[k]``.
-                    # Gradients of gradients see the stored result's own derivative instead
-                    # of a second copy of the tap's (hence the stop_gradient).
+                    # Gradients of gradients differentiate the tap in ``W`` too, so the stored
+                    # result's own derivative is cut (stop_gradient): counted once.
                     return _sg(us_t[k]) + taps.tap(linear, a, ws[k]) + es[k]
                 return step_fn(pw_, ws, consts, c_, xin_, t, zmask, mm)
 

@@ -2,17 +2,17 @@
 
 ``tap(linear, a, w)`` has the value ``0`` (the shape and dtype of ``linear(a, w)``, nothing
 computed) and the derivative of ``linear(a, w)``; ``tap_weight`` differentiates it in ``w``
-only, ``tap_operand`` in ``a`` only. The fused engine adds taps where a matmul's result has
-already been computed elsewhere, so that autodiff routes that matmul's gradients without
-computing it again:
+only. The fused engine adds taps where a matmul's result has already been computed elsewhere,
+so that autodiff routes that matmul's gradients without computing it again:
 
-- after the forward loop, ``tap_weight(linear, A, W)`` over all steps' operands ``A`` is added
-  to the pre-activations that the backward loop differentiates. Autodiff then forms ``W``'s
+- after the forward loop, ``tap_weight(linear, A, W)`` over all steps' operands ``A`` is what
+  autodiff sees of each recurrent matmul (the operands' own derivative reaches the gradient
+  through the backward loop, so the tap leaves it out). Autodiff then forms ``W``'s
   gradient as ONE matmul over every time step (and, under ``vmap``, every sequence of the
   batch: ``vmap`` of a matmul by shared weights transposes to one contraction over batch and
   time; a gradient computed inside a custom VJP would instead be a per-example gradient
   that ``vmap`` has to materialize and sum);
-- inside the backward loop, ``u_stored + tap_operand(linear, a, W)`` replays a step from its stored
+- inside the backward loop, ``u_stored + tap(linear, a, W)`` replays a step from its stored
   matmul results: the VJP of that expression in ``a`` is the step's one transposed matmul.
 
 ``linear`` must be bilinear (a matmul or a convolution), so its derivative is
@@ -71,5 +71,3 @@ tap = _make_tap("tap", True, True, """Zeros shaped like ``linear(a, w)``, differ
 tap_weight = _make_tap("tap_weight", False, True, """Zeros shaped like ``linear(a, w)``,
 differentiating like ``linear(a, w)`` in ``w`` only: ``a`` is data (its own derivative
 reaches the gradient another way).""")
-tap_operand = _make_tap("tap_operand", True, False, """Zeros shaped like ``linear(a, w)``,
-differentiating like ``linear(a, w)`` in ``a`` only.""")
