@@ -10,6 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxrnn.engine import taps
+
 
 def advance(update, pw, carry, px_t, mm, *, ok=None, rec_mask=None, zoneout_rate=0.0,
             zoneout_mask=None):
@@ -57,13 +59,7 @@ def like_inputs(carry, *inputs):
 
     Under ``shard_map`` a loop's carry must vary over the same mesh axes as what the loop
     computes from (a zero initial carry made from the parameters alone would not, while the
-    carry after one step does, and ``lax.scan`` rejects the mismatch). Adding a zero selected
-    against one element of each input gives the carry their axes, with no cost and no
-    gradient; a NaN or inf there is never read."""
-    probes = [jnp.ravel(leaf)[0] for leaf in jax.tree.leaves(inputs) if jnp.size(leaf)]
-
-    def align(leaf):
-        probe = sum(p.astype(leaf.dtype) for p in probes)
-        return leaf + jnp.where(False, probe, jnp.zeros((), leaf.dtype))
-
-    return jax.tree.map(align, carry)
+    carry after one step does, and ``lax.scan`` rejects the mismatch), so a zero typed like
+    the inputs is added to it (no cost, no gradient)."""
+    return jax.tree.map(lambda leaf: leaf + taps.zeros_varying_with((), leaf.dtype, *inputs),
+                        carry)

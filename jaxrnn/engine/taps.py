@@ -29,15 +29,20 @@ import jax.numpy as jnp
 _SymbolicZero = jax.custom_derivatives.SymbolicZero
 
 
+def zeros_varying_with(shape, dtype, *inputs):
+    """Zeros of ``shape`` and ``dtype`` typed like a function of ``inputs``: batched under
+    ``vmap`` and varying over ``shard_map`` axes wherever they are. A constant would be
+    neither, which breaks a scan whose carry or tangent is (the value is selected against one
+    element of each input and never read, so a NaN or inf there changes nothing)."""
+    probes = [jnp.ravel(leaf)[0].astype(dtype) for leaf in jax.tree.leaves(inputs)
+              if jnp.size(leaf)]
+    zero = jnp.where(False, sum(probes), jnp.zeros((), dtype)) if probes else jnp.zeros((), dtype)
+    return jnp.broadcast_to(zero, shape)
+
+
 def _zeros(linear, a, w):
     out = jax.eval_shape(linear, a, w)
-    # The zeros must be batched under vmap wherever linear(a, w) would be (a constant would
-    # not be, while its tangent is: inside a scan that mismatch breaks the transpose), so
-    # they are selected against one element of each operand; never read, so a NaN or inf
-    # there changes nothing.
-    probe = jnp.ravel(a)[0].astype(out.dtype) + jnp.ravel(w)[0].astype(out.dtype)
-    zero = jnp.where(False, probe, jnp.zeros((), out.dtype))
-    return jnp.broadcast_to(zero, out.shape)
+    return zeros_varying_with(out.shape, out.dtype, a, w)
 
 
 def _make_tap(name, operand: bool, weight: bool, doc):
