@@ -250,7 +250,8 @@ def _reference(cell, params, xs, carry, *, lengths, perm, flip, unroll, remat, r
 
     if remat:
         body = jax.checkpoint(body)
-    carry, ys = jax.lax.scan(body, carry, (px, jnp.arange(xs.shape[0]), zoneout_masks),
+    steps = jnp.arange(xs.shape[0], dtype=jnp.int32)      # the lengths' dtype
+    carry, ys = jax.lax.scan(body, carry, (px, steps, zoneout_masks),
                              reverse=flip, unroll=unroll)
     return _permute(ys, perm, False), carry
 
@@ -260,7 +261,7 @@ def _parallel_linear(cell, params, xs, carry, lengths):
     px = cell.project(params, xs)
     log_a, log_b = cell.log_coefficients(params, px)
     if lengths is not None:
-        valid = jnp.arange(xs.shape[0]) < lengths
+        valid = jnp.arange(xs.shape[0], dtype=jnp.int32) < lengths
         v = valid.reshape((-1,) + (1,) * (log_a.ndim - 1))
         log_a = jnp.where(v, log_a, 0.0)          # a = 1: the carry stops changing
         log_b = jnp.where(v, log_b, _LOG_ZERO)    # b = 0
@@ -272,7 +273,7 @@ def _parallel_linear(cell, params, xs, carry, lengths):
         return a1 + a2, jnp.logaddexp(a2 + b1, b2)
 
     log_A, log_B = jax.lax.associative_scan(combine, (log_a, log_b), axis=0)
-    h0 = carry.h.astype(log_A.dtype)
+    h0 = jnp.broadcast_to(carry.h.astype(log_A.dtype)[None], log_A.shape)   # [T, H]
     h = jnp.exp(log_A) * h0 + jnp.exp(log_B)
     new_carry = type(carry)(h[-1].astype(carry.h.dtype))
     ys = h.astype(carry.h.dtype)

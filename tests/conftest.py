@@ -1,5 +1,4 @@
 import os
-import sys
 from pathlib import Path
 
 # One persistent XLA compilation cache for the whole run, shared by the xdist workers and by
@@ -8,13 +7,19 @@ from pathlib import Path
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+# Strict dtype promotion and rank promotion errors for the whole suite (as equinox's conftest
+# does): an implicit float32 + float64 or a silent [n] + [n, 1] broadcast fails every test that
+# reaches it, not one dedicated test. Through the environment so that the subprocesses the
+# CLI tests start run under the same rules.
+os.environ["JAX_NUMPY_DTYPE_PROMOTION"] = "strict"
+os.environ["JAX_NUMPY_RANK_PROMOTION"] = "raise"
 
 import jax  # noqa: E402
-import numpy as np
-import pytest
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
-# Make `tests._reference` importable wherever pytest is started from.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture

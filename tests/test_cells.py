@@ -66,13 +66,48 @@ def test_bfloat16_compute_keeps_float32_carry(case):
     np.testing.assert_allclose(np.asarray(ys, np.float64), ref_ys, rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("mix", ["bf16_params_f32_compute", "f32_params_bf16_compute"])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_strict_dtype_promotion(case):
-    """No silent dtype promotion inside a cell (float32 all the way)."""
-    cell = case.cell()
-    params = random_params(cell, case.input_size)
+def test_mixed_bfloat16_float32_under_strict_promotion(case, mix):
+    """Mixed precision casts explicitly: float32 inputs with bfloat16 params (the carry is
+    bfloat16, the gates float32) or with a bfloat16 compute dtype, forward and backward,
+    under the suite's strict dtype and rank promotion (tests/conftest.py)."""
+    if mix == "bf16_params_f32_compute":
+        cell = case.cell(param_dtype=jnp.bfloat16, dtype=jnp.float32)
+        params = random_params(cell, case.input_size, scale=0.3, dtype=jnp.bfloat16)
+        carry_dtype = jnp.bfloat16
+    else:
+        cell = case.cell(dtype=jnp.bfloat16)
+        params = random_params(cell, case.input_size, scale=0.3)
+        carry_dtype = jnp.float32
     xs = _inputs(case)
-    with jax.numpy_dtype_promotion("strict"):
+    ref_ys, _ = _reference(case, cell, params, xs, cell.carry_for_input(params, xs[0]))
+    for method in ("fused", "reference"):
+        def loss(p):
+            ys, final = jr.scan(cell, p, xs, seq_lengths=T - 1, method=method)
+            return jnp.sum(ys.astype(jnp.float32)), (ys, final)
+
+        (_, (ys, final)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+        assert ys.dtype == carry_dtype
+        assert all(leaf.dtype == carry_dtype for leaf in jax.tree.leaves(final))
+        np.testing.assert_allclose(np.asarray(ys[:T - 1], np.float64), ref_ys[:T - 1],
+                                   rtol=3e-2, atol=3e-2)
+        assert jax.tree.map(lambda g: g.dtype, grads) == jax.tree.map(lambda p: p.dtype, params)
+        assert all(np.isfinite(np.asarray(g, np.float32)).all() for g in jax.tree.leaves(grads))
+
+
+def test_mismatched_operands_without_compute_dtype_are_refused_under_strict_promotion():
+    """With ``dtype=None`` a cell promotes its matmul's operands the way ``jnp`` does, so under
+    strict promotion bfloat16 inputs against float32 params are refused, not silently widened;
+    ``dtype=`` casts them explicitly."""
+    cell = jr.lstm(4)
+    params = cell.init(jax.random.PRNGKey(0), 3)
+    xs = jnp.ones((5, 3), jnp.bfloat16)
+    with pytest.raises(jax.dtypes.TypePromotionError):
+        jr.scan(cell, params, xs)
+    ys, _ = jr.scan(jr.lstm(4, dtype=jnp.bfloat16), params, xs)
+    assert ys.dtype == jnp.float32
+    with jax.numpy_dtype_promotion("standard"):   # the non-strict behaviour: promoted
         ys, _ = jr.scan(cell, params, xs)
     assert ys.dtype == jnp.float32
 

@@ -79,7 +79,7 @@ def log_mel(signal, sample_rate: int, *, num_mels: int = 40, frame_ms: float = 2
     T = int(num_frames(x.shape[0], L, hop))
     idx = np.arange(T)[:, None] * hop + np.arange(L)[None, :]
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(L) / L)         # periodic Hann
-    frames = x[idx] * jnp.asarray(window, jnp.float32)
+    frames = x[idx] * jnp.asarray(window, jnp.float32)[None, :]       # [T, L]
     power = jnp.abs(jnp.fft.rfft(frames, n=n_fft, axis=-1)) ** 2
     fb = jnp.asarray(mel_filterbank(num_mels, n_fft, sample_rate, fmin, fmax))
     return jnp.log(power @ fb + eps)
@@ -90,10 +90,11 @@ def normalize(features, length=None, eps: float = 1e-5):
     the first ``length`` frames (all when None); frames past ``length`` become 0."""
     f = jnp.asarray(features)
     T = f.shape[0]
-    valid = (jnp.arange(T) < (T if length is None else length))[:, None]
-    n = jnp.maximum(jnp.sum(valid), 1)
-    mu = jnp.sum(jnp.where(valid, f, 0.0), 0) / n
-    var = jnp.sum(jnp.where(valid, (f - mu) ** 2, 0.0), 0) / n
+    n_valid = jnp.asarray(T if length is None else length, jnp.int32)
+    valid = (jnp.arange(T, dtype=jnp.int32) < n_valid)[:, None]            # [T, 1]
+    n = jnp.maximum(jnp.sum(valid), 1).astype(f.dtype)                     # a count, as a float
+    mu = jnp.sum(jnp.where(valid, f, 0.0), 0, keepdims=True) / n           # [1, F]
+    var = jnp.sum(jnp.where(valid, (f - mu) ** 2, 0.0), 0, keepdims=True) / n
     return jnp.where(valid, (f - mu) / jnp.sqrt(var + eps), 0.0)
 
 
@@ -120,19 +121,21 @@ def spec_augment(key, features, length=None, *, freq_masks: int = 2, freq_width:
     """
     f = jnp.asarray(features)
     T, F = f.shape
-    length = T if length is None else length
+    length = jnp.asarray(T if length is None else length, jnp.int32)
     keys = jax.random.split(key, 2 * (freq_masks + time_masks))
     mask = jnp.zeros((T, F), bool)
-    ch, fr = jnp.arange(F), jnp.arange(T)
+    # int32 throughout (aranges and randint default to int64 under x64)
+    ch, fr = jnp.arange(F, dtype=jnp.int32), jnp.arange(T, dtype=jnp.int32)
     for i in range(freq_masks):
-        w = jax.random.randint(keys[2 * i], (), 0, freq_width + 1)
-        s = jax.random.randint(keys[2 * i + 1], (), 0, jnp.maximum(F - w, 0) + 1)
+        w = jax.random.randint(keys[2 * i], (), 0, freq_width + 1, jnp.int32)
+        s = jax.random.randint(keys[2 * i + 1], (), 0, jnp.maximum(F - w, 0) + 1, jnp.int32)
         mask = mask | ((ch >= s) & (ch < s + w))[None, :]
-    t_max = jnp.minimum(time_width, jnp.floor(max_time_fraction * length)).astype(jnp.int32)
+    t_max = jnp.minimum(time_width, jnp.floor(max_time_fraction * length.astype(jnp.float32))
+                        ).astype(jnp.int32)
     for j in range(time_masks):
         k1, k2 = keys[2 * (freq_masks + j)], keys[2 * (freq_masks + j) + 1]
-        w = jax.random.randint(k1, (), 0, t_max + 1)
-        s = jax.random.randint(k2, (), 0, jnp.maximum(length - w, 0) + 1)
+        w = jax.random.randint(k1, (), 0, t_max + 1, jnp.int32)
+        s = jax.random.randint(k2, (), 0, jnp.maximum(length - w, 0) + 1, jnp.int32)
         mask = mask | ((fr >= s) & (fr < s + w))[:, None]
     return jnp.where(mask, jnp.asarray(value, f.dtype), f)
 

@@ -171,19 +171,42 @@ def resolve_dtype(dtype):
     return None if dtype is None else jnp.dtype(dtype)
 
 
+def accumulator(dtype):
+    """The dtype that sums of ``dtype`` values are formed in: ``dtype`` itself when it is a
+    float (or complex) of 32 bits or more, float32 otherwise (bfloat16, float16, integers).
+
+    Written out rather than ``jnp.promote_types(dtype, jnp.float32)``, which under strict
+    dtype promotion refuses bfloat16 and float64 against float32."""
+    dtype = jnp.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.inexact) and dtype.itemsize >= 4:
+        return dtype
+    return jnp.dtype(jnp.float32)
+
+
+def compute_dtypes(x, w, dtype):
+    """The common dtype of the operands of a cell's matmul: the compute ``dtype``, or with
+    None the promotion of the two (under strict dtype promotion operands of different
+    dtypes are refused here, as ``jnp`` refuses them: pass ``dtype`` to cast explicitly)."""
+    if dtype is not None:
+        return jnp.dtype(dtype)
+    if x.dtype == w.dtype:
+        return jnp.dtype(x.dtype)
+    return jnp.result_type(x.dtype, w.dtype)
+
+
 def matmul(x, w, dtype):
     """``x @ w`` in the compute ``dtype`` (None: promote), accumulating in float32
     or better, returning the accumulator dtype."""
-    if dtype is not None:
-        x = x.astype(dtype)
-        w = w.astype(dtype)
-        acc = jnp.promote_types(dtype, jnp.float32)
-    else:
-        common = jnp.promote_types(x.dtype, w.dtype)
-        x = x.astype(common)
-        w = w.astype(common)
-        acc = jnp.promote_types(common, jnp.float32)
-    return jnp.matmul(x, w, preferred_element_type=acc)
+    common = compute_dtypes(x, w, dtype)
+    return jnp.matmul(x.astype(common), w.astype(common),
+                      preferred_element_type=accumulator(common))
+
+
+def broadcast_like(v, x):
+    """``v`` (a parameter over the trailing axes of ``x``: a bias, a layer norm's scale, a
+    peephole) cast to ``x``'s dtype and broadcast to ``x``'s shape, explicitly: every cell
+    runs under ``jax_numpy_rank_promotion="raise"`` and strict dtype promotion."""
+    return jnp.broadcast_to(jnp.asarray(v).astype(x.dtype), jnp.shape(x))
 
 
 def zeros_carry(carry_type, sizes: Sequence[int], batch_shape, dtype):
@@ -192,7 +215,9 @@ def zeros_carry(carry_type, sizes: Sequence[int], batch_shape, dtype):
 
 
 def apply_rec_mask(h, rec_mask):
-    return h if rec_mask is None else h * rec_mask.astype(h.dtype)
+    """``h * rec_mask``; ``h`` may have leading axes the mask has not (the fused engine applies
+    one sequence's mask to every step at once), broadcast explicitly."""
+    return h if rec_mask is None else h * broadcast_like(rec_mask, h)
 
 
 # --------------------------------------------------------------------------- initializers
@@ -283,12 +308,11 @@ def chrono_forget_bias(key, hidden_size: int, t_max: float, dtype):
 
 def layer_norm(x, scale, bias, eps=1e-5):
     """Layer normalization over the last axis, in float32 or better."""
-    acc = jnp.promote_types(x.dtype, jnp.float32)
-    x = x.astype(acc)
+    x = x.astype(accumulator(x.dtype))
     mean = jnp.mean(x, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
     y = (x - mean) * jax.lax.rsqrt(var + eps)
-    return y * scale.astype(acc) + bias.astype(acc)
+    return y * broadcast_like(scale, y) + broadcast_like(bias, y)
 
 
 def optional(flag: bool, value):

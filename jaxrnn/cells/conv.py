@@ -53,12 +53,9 @@ def conv_lstm(channels: int, kernel_size: Union[int, Sequence[int]] = 3, *,
     def conv(x, w):
         lead = x.shape[:-(spatial_dims + 1)]
         flat = x.reshape((-1,) + x.shape[len(lead):])
-        if compute is not None:
-            flat, w = flat.astype(compute), w.astype(compute)
-        else:
-            common = jnp.promote_types(flat.dtype, w.dtype)
-            flat, w = flat.astype(common), w.astype(common)
-        acc = jnp.promote_types(flat.dtype, jnp.float32)
+        common = base.compute_dtypes(flat, w, compute)
+        flat, w = flat.astype(common), w.astype(common)
+        acc = base.accumulator(common)
         y = jax.lax.conv_general_dilated(flat, w, (1,) * spatial_dims, "SAME",
                                          dimension_numbers=dims,
                                          preferred_element_type=acc)
@@ -90,12 +87,13 @@ def conv_lstm(channels: int, kernel_size: Union[int, Sequence[int]] = 3, *,
         return params.w_ih, (params.w_hh,), params._replace(w_ih=None, w_hh=None)
 
     def finish_input(pw, xw):
-        return xw + pw.b.astype(xw.dtype)
+        return xw + base.broadcast_like(pw.b, xw)
 
     def update(pw, carry, px, mm, rec_mask=None):
-        z = mm(0, base.apply_rec_mask(carry.h, rec_mask)) + px
+        z = mm(0, base.apply_rec_mask(carry.h, rec_mask))
+        z = z + px.astype(z.dtype)
         zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
-        c = jax.nn.sigmoid(zf) * carry.c + jax.nn.sigmoid(zi) * jnp.tanh(zg)
+        c = jax.nn.sigmoid(zf) * carry.c.astype(z.dtype) + jax.nn.sigmoid(zi) * jnp.tanh(zg)
         h = jax.nn.sigmoid(zo) * jnp.tanh(c)
         return LSTMCarry(h.astype(carry.h.dtype), c.astype(carry.c.dtype))
 

@@ -59,22 +59,25 @@ def gru(hidden_size: int, *, reset_after: bool = True, dtype=None,
         return params.w_ih, ws, params._replace(w_ih=None, w_hh=None)
 
     def finish_input(pw, xw):
-        return xw + pw.b_ih.astype(xw.dtype)
+        return xw + base.broadcast_like(pw.b_ih, xw)
 
     def update(pw, carry, px, mm, rec_mask=None):
         h = carry.h
         h_in = base.apply_rec_mask(h, rec_mask)
         x_r, x_z, x_n = jnp.split(px, 3, axis=-1)
         if reset_after:
-            h_r, h_z, h_n = jnp.split(mm(0, h_in) + pw.b_hh, 3, axis=-1)
+            u = mm(0, h_in)
+            h_r, h_z, h_n = jnp.split(u + base.broadcast_like(pw.b_hh, u), 3, axis=-1)
             r = jax.nn.sigmoid(x_r + h_r)
             z = jax.nn.sigmoid(x_z + h_z)
             n = jnp.tanh(x_n + r * h_n)
         else:
-            h_r, h_z = jnp.split(mm(0, h_in) + pw.b_hh[:2 * H], 2, axis=-1)
+            u = mm(0, h_in)
+            h_r, h_z = jnp.split(u + base.broadcast_like(pw.b_hh[:2 * H], u), 2, axis=-1)
             r = jax.nn.sigmoid(x_r + h_r)
             z = jax.nn.sigmoid(x_z + h_z)
-            n = jnp.tanh(x_n + mm(1, r * h_in) + pw.b_hh[2 * H:])
+            u_n = mm(1, r * h_in.astype(r.dtype))
+            n = jnp.tanh(x_n + u_n + base.broadcast_like(pw.b_hh[2 * H:], u_n))
         h_new = z * h.astype(z.dtype) + (1.0 - z) * n
         return GRUCarry(h_new.astype(h.dtype))
 

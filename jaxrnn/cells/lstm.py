@@ -108,7 +108,7 @@ def lstm(hidden_size: int, *, peephole: bool = False, coupled: bool = False,
     def finish_input(pw: LSTMParams, xw):
         if layer_norm:
             xw = base.layer_norm(xw, pw.ln_x[0], pw.ln_x[1])
-        return xw + pw.b.astype(xw.dtype)
+        return xw + base.broadcast_like(pw.b, xw)
 
     def update(pw: LSTMParams, carry: LSTMCarry, px, mm, rec_mask=None) -> LSTMCarry:
         z = mm(0, base.apply_rec_mask(carry.h, rec_mask))
@@ -119,19 +119,19 @@ def lstm(hidden_size: int, *, peephole: bool = False, coupled: bool = False,
         if coupled:
             zf, zg, zo = jnp.split(z, 3, axis=-1)
             if peephole:
-                zf = zf + pw.w_peep[1] * c_prev
+                zf = zf + base.broadcast_like(pw.w_peep[1], c_prev) * c_prev
             f = jax.nn.sigmoid(zf)
             i = 1.0 - f
         else:
             zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
             if peephole:
-                zi = zi + pw.w_peep[0] * c_prev
-                zf = zf + pw.w_peep[1] * c_prev
+                zi = zi + base.broadcast_like(pw.w_peep[0], c_prev) * c_prev
+                zf = zf + base.broadcast_like(pw.w_peep[1], c_prev) * c_prev
             i = jax.nn.sigmoid(zi)
             f = jax.nn.sigmoid(zf)
         c = f * c_prev + i * jnp.tanh(zg)
         if peephole:
-            zo = zo + pw.w_peep[2] * c
+            zo = zo + base.broadcast_like(pw.w_peep[2], c) * c
         o = jax.nn.sigmoid(zo)
         c_out = base.layer_norm(c, pw.ln_c[0], pw.ln_c[1]) if layer_norm else c
         h = o * jnp.tanh(c_out)

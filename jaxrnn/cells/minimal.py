@@ -85,7 +85,7 @@ def _common(name, H, compute, pdt, blocks, with_recurrent, forget_bias):
         return params.w_ih, (), params._replace(w_ih=None)
 
     def finish_input(pw, xw):
-        return xw + pw.b.astype(xw.dtype)
+        return xw + base.broadcast_like(pw.b, xw)
 
     def output(carry):
         return carry.h
@@ -109,8 +109,8 @@ def mgu(hidden_size: int, *, forget_bias: float = 1.0, dtype=None,
         h_in = base.apply_rec_mask(h, rec_mask)
         x_f, x_h = jnp.split(px, 2, axis=-1)
         f = jax.nn.sigmoid(x_f + mm(0, h_in))
-        cand = jnp.tanh(x_h + mm(1, f * h_in))
-        return MinimalCarry(((1.0 - f) * h + f * cand).astype(h.dtype))
+        cand = jnp.tanh(x_h + mm(1, f * h_in.astype(f.dtype)))
+        return MinimalCarry(((1.0 - f) * h.astype(f.dtype) + f * cand).astype(h.dtype))
 
     return base.make_cell(init=init, initial_carry=initial_carry, recurrence=recurrence(update),
                           output=output, input_size=input_size,
@@ -131,7 +131,7 @@ def min_gru(hidden_size: int, *, dtype=None, param_dtype=jnp.float32) -> base.Ce
         k_z, k_h = jnp.split(px, 2, axis=-1)
         z = jax.nn.sigmoid(k_z)
         h = carry.h
-        return MinimalCarry(((1.0 - z) * h + z * g(k_h)).astype(h.dtype))
+        return MinimalCarry(((1.0 - z) * h.astype(z.dtype) + z * g(k_h)).astype(h.dtype))
 
     def log_coefficients(params, px):
         k_z, k_h = jnp.split(px, 2, axis=-1)
@@ -158,7 +158,7 @@ def min_lstm(hidden_size: int, *, forget_bias: float = 1.0, dtype=None,
         k_f, k_i, k_h = jnp.split(px, 3, axis=-1)
         f, i = jax.nn.sigmoid(k_f), jax.nn.sigmoid(k_i)
         h = carry.h
-        return MinimalCarry(((f * h + i * g(k_h)) / (f + i)).astype(h.dtype))
+        return MinimalCarry(((f * h.astype(f.dtype) + i * g(k_h)) / (f + i)).astype(h.dtype))
 
     def log_coefficients(params, px):
         k_f, k_i, k_h = jnp.split(px, 3, axis=-1)

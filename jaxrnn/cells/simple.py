@@ -52,7 +52,7 @@ def simple_rnn(hidden_size: int, *, nonlinearity: str = "tanh", dtype=None,
         return params.w_ih, (params.w_hh,), params._replace(w_ih=None, w_hh=None)
 
     def finish_input(pw, xw):
-        return xw + pw.b.astype(xw.dtype)
+        return xw + base.broadcast_like(pw.b, xw)
 
     def update(pw, carry, px, mm, rec_mask=None):
         z = mm(0, base.apply_rec_mask(carry.h, rec_mask))

@@ -77,7 +77,7 @@ def run(cell, params, xs, carry, *, lengths=None, rec_mask=None, zoneout_rate=0.
         chunk = jax.checkpoint(chunk)
 
     carry, ys = lax.scan(chunk, carry, (chunks(xs), chunks(zoneout_masks),
-                                        jnp.arange(n) * size))
+                                        jnp.arange(n, dtype=jnp.int32) * size))
     ys = ys.reshape((n * size,) + ys.shape[2:])
     if rest:
         zm = None if zoneout_masks is None else jax.tree.map(lambda l: l[n * size:], zoneout_masks)
@@ -91,7 +91,7 @@ def _run(cell, params, xs, carry, *, lengths, rec_mask, zoneout_rate, zoneout_ma
     rec = cell.recurrence
     w_in, ws, pw = rec.split(params)
     T = xs.shape[0]
-    steps = t0 + jnp.arange(T)
+    steps = t0 + jnp.arange(T, dtype=jnp.int32)   # int32 like the checked lengths
     hoist = bool(plan.hoist)
     consts = (lengths, None if rec_mask is None else _sg(rec_mask), zoneout_masks, steps)
 

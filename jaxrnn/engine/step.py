@@ -46,8 +46,8 @@ def time_permutation(num_steps: int, lengths, reverse):
     """
     if isinstance(reverse, bool) and not reverse:
         return None
-    t = jnp.arange(num_steps)
-    n = num_steps if lengths is None else lengths
+    t = jnp.arange(num_steps, dtype=jnp.int32)   # the dtype of checked lengths
+    n = num_steps if lengths is None else jnp.asarray(lengths, jnp.int32)
     rev_idx = jnp.where(t < n, n - 1 - t, t)
     if isinstance(reverse, bool):
         return rev_idx

@@ -75,7 +75,7 @@ def sequence_score(params: CRFParams, emissions, tags, length=None,
     T, n = _check(params, emissions, length)
     p = _constrained(params, constraints)
     tags = jnp.asarray(tags, jnp.int32)
-    t = jnp.arange(T)
+    t = jnp.arange(T, dtype=jnp.int32)   # n is int32
     valid = t < n
     emit = jnp.take_along_axis(emissions, tags[:, None], axis=1)[:, 0]
     trans = p.transitions[tags[:-1], tags[1:]]
@@ -97,7 +97,7 @@ def log_partition(params: CRFParams, emissions, length=None,
         nxt = jax.nn.logsumexp(alpha[:, None] + p.transitions, axis=0) + emit_t
         return jnp.where(t < n, nxt, alpha), None
 
-    alpha, _ = jax.lax.scan(body, alpha0, (emissions[1:], jnp.arange(1, T)))
+    alpha, _ = jax.lax.scan(body, alpha0, (emissions[1:], jnp.arange(1, T, dtype=jnp.int32)))
     return jnp.where(n > 0, jax.nn.logsumexp(alpha + p.end), 0.0)
 
 
@@ -124,15 +124,17 @@ def decode(params: CRFParams, emissions, length=None, constraints: Optional[Cons
     def forward(delta, inp):
         emit_t, t = inp
         cand = delta[:, None] + p.transitions           # [from, to]
-        best_prev = jnp.argmax(cand, axis=0)
+        best_prev = jnp.argmax(cand, axis=0).astype(jnp.int32)   # int64 under x64
         nxt = jnp.max(cand, axis=0) + emit_t
         keep = t >= n
         # past the end the path stands still: the back pointer of tag k is k itself
-        return jnp.where(keep, delta, nxt), jnp.where(keep, jnp.arange(K), best_prev)
+        stay = jnp.arange(K, dtype=jnp.int32)
+        return jnp.where(keep, delta, nxt), jnp.where(keep, stay, best_prev)
 
-    delta, pointers = jax.lax.scan(forward, delta0, (emissions[1:], jnp.arange(1, T)))
+    delta, pointers = jax.lax.scan(forward, delta0,
+                                   (emissions[1:], jnp.arange(1, T, dtype=jnp.int32)))
     final = delta + p.end
-    last = jnp.argmax(final)
+    last = jnp.argmax(final).astype(jnp.int32)
 
     def backward(tag, ptr):
         prev = ptr[tag]
@@ -140,7 +142,7 @@ def decode(params: CRFParams, emissions, length=None, constraints: Optional[Cons
 
     first, rest = jax.lax.scan(backward, last, pointers, reverse=True)
     tags = jnp.concatenate([first[None], rest])
-    tags = jnp.where(jnp.arange(T) < n, tags, 0)
+    tags = jnp.where(jnp.arange(T, dtype=jnp.int32) < n, tags, 0)
     return tags, jnp.where(n > 0, jnp.max(final), 0.0)
 
 

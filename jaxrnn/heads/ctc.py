@@ -37,8 +37,11 @@ def ctc_loss(logits, logit_lengths, labels, label_lengths, *, blank: int = 0):
     logits = jnp.asarray(logits)
     B, T, _ = logits.shape
     L = labels.shape[1]
-    logit_pad = (jnp.arange(T)[None, :] >= jnp.asarray(logit_lengths)[:, None]).astype(logits.dtype)
-    label_pad = (jnp.arange(L)[None, :] >= jnp.asarray(label_lengths)[:, None]).astype(logits.dtype)
+    # int32 on both sides (jnp.arange is int64 under x64, which strict promotion refuses)
+    logit_pad = (jnp.arange(T, dtype=jnp.int32)[None, :]
+                 >= jnp.asarray(logit_lengths, jnp.int32)[:, None]).astype(logits.dtype)
+    label_pad = (jnp.arange(L, dtype=jnp.int32)[None, :]
+                 >= jnp.asarray(label_lengths, jnp.int32)[:, None]).astype(logits.dtype)
     return optax.ctc_loss(logits, logit_pad, jnp.asarray(labels, jnp.int32), label_pad,
                           blank_id=blank)
 

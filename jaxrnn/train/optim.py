@@ -9,11 +9,12 @@ The optional parameter average (``ema_decay``) lives in the train loop's state, 
 
 from __future__ import annotations
 
+import jax
 import optax
 
 from jaxrnn.train.config import ConfigError, OptimizerConfig
 
-__all__ = ["make_schedule", "make_optimizer", "ema_decay_at", "check_ema"]
+__all__ = ["make_schedule", "make_optimizer", "ema_decay_at", "check_ema", "standard_promotion"]
 
 
 def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
@@ -91,4 +92,20 @@ def make_optimizer(cfg: OptimizerConfig, train_steps: int) -> optax.GradientTran
     tx = optax.chain(*parts) if len(parts) > 1 else parts[0]
     if cfg.accumulate_steps > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=cfg.accumulate_steps).gradient_transformation()
-    return tx
+    return standard_promotion(tx)
+
+
+def standard_promotion(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``tx`` traced under JAX's standard dtype promotion. optax mixes its int32 step counts
+    with float arrays (Adam's bias correction, MultiSteps' running mean), which a user's
+    ``jax_numpy_dtype_promotion="strict"`` refuses; the rule only changes how the optimizer's
+    own code is traced, the model and the loss stay under the user's setting."""
+    def init(params):
+        with jax.numpy_dtype_promotion("standard"):
+            return tx.init(params)
+
+    def update(updates, state, params=None):
+        with jax.numpy_dtype_promotion("standard"):
+            return tx.update(updates, state, params)
+
+    return optax.GradientTransformation(init, update)
