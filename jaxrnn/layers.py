@@ -4,20 +4,23 @@ Every layer is a :class:`Layer`, a NamedTuple of pure functions like a cell::
 
     params = layer.init(key, input_size)
     ys, carry = layer.apply(params, xs, carry=None, *, seq_lengths=None, key=None)
+    y_t, carry = layer.step(params, carry, x_t, *, key=None)     # one time step
 
-``apply`` works on ONE sequence ``[T, input]``; batch with ``jax.vmap``. Regularizers
-(dropout between layers, variational dropout, zoneout) are active only when a ``key``
-is passed; without one the layer is deterministic (evaluation).
+``apply`` works on ONE sequence ``[T, input]`` and ``step`` on one time step of one example;
+batch with ``jax.vmap``. Regularizers (dropout between layers, variational dropout, zoneout)
+are active only when a ``key`` is passed; without one the layer is deterministic (evaluation).
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrnn import engine
 from jaxrnn import scan as scan_lib
 from jaxrnn.cells import base
 
@@ -29,7 +32,11 @@ class Layer(NamedTuple):
 
     Attributes:
       init: ``(key, input_size) -> params``.
-      apply: ``(params, xs, carry=None, *, seq_lengths=None, key=None) -> (ys, carry)``.
+      apply: ``(params, xs, carry=None, *, seq_lengths=None, key=None) -> (ys, carry)``, over
+        one whole sequence.
+      step: ``(params, carry, x_t, *, key=None) -> (y_t, carry)``, ONE time step of one
+        example with the same rules as ``apply`` (what generation and decoding need: the next
+        input depends on this output). Unidirectional layers and stacks of them only.
       initial_carry: ``(params, batch_shape=()) -> carry`` of zeros.
       output_size: the width of ``ys``'s last axis.
       name: a short description.
@@ -37,6 +44,7 @@ class Layer(NamedTuple):
 
     init: Callable[..., PyTree]
     apply: Callable[..., Any]
+    step: Callable[..., Any]
     initial_carry: Callable[..., PyTree]
     output_size: int
     name: str
@@ -91,7 +99,29 @@ def layer(cell: base.Cell, *, reverse: bool = False, input_dropout: float = 0.0,
         plain ``lax.scan``), as in :func:`jaxrnn.scan`; every regularizer works with both.
       remat: recompute instead of storing most of what the backward pass needs (as in
         :func:`jaxrnn.scan`).
+
+    ``step(params, carry, x_t, *, key=None)`` is the cell's step and output with the same
+    rules as ``apply``. Without a key it is deterministic, and a loop of it equals ``apply``
+    (zoneout takes its expectation, as in ``apply``). With a key, ``step`` is ``apply`` on a
+    one-step sequence: pass a fresh key at every step (split one per step from the sequence's
+    key; one key for the whole sequence could not give zoneout a new mask per step without a
+    step index). Zoneout then draws a new mask per step, which is what ``apply`` does at every
+    step, so a loop of ``step`` trains with the same regularizer. ``input_dropout`` and
+    ``recurrent_dropout`` cannot be stepped with a key: their masks are fixed for a whole
+    sequence (that is what makes them variational), a per-step key cannot carry them, and
+    drawing a new one per step would silently make them ordinary dropout. ``step`` raises
+    instead; train such a layer with ``apply``. A ``reverse=True`` layer cannot step: its
+    first step reads the sequence's last input.
     """
+    return _layer(cell, reverse=reverse, input_dropout=input_dropout,
+                  recurrent_dropout=recurrent_dropout, zoneout=zoneout, unroll=unroll,
+                  parallel=parallel, method=method, remat=remat)[0]
+
+
+def _layer(cell, *, reverse, input_dropout, recurrent_dropout, zoneout, unroll, parallel,
+           method, remat):
+    """:func:`layer` and its loop ``run(params, xs, carry, seq_lengths, key, reverse)``, whose
+    direction may be traced: :func:`bidirectional` vmaps one ``run`` over both directions."""
     if not isinstance(cell, base.Cell):
         raise TypeError(f"layer() takes a jaxrnn Cell, got {type(cell).__name__}")
     reverse = scan_lib.check_bool("reverse", reverse)
@@ -105,8 +135,17 @@ def layer(cell: base.Cell, *, reverse: bool = False, input_dropout: float = 0.0,
     if parallel and (p_rec or p_zone):
         raise ValueError("parallel=True supports input_dropout only (no recurrent "
                          "dropout or zoneout: they break the linear recurrence)")
+    name = f"{'reverse ' if reverse else ''}{cell.name}({cell.hidden_size})"
 
-    def apply(params, xs, carry=None, *, seq_lengths=None, key=None, _reverse=None):
+    def zoneout_masks(key, carry, steps):
+        """True where a unit keeps its previous value; ``steps`` leading axes (() or (T,))."""
+        leaves, treedef = jax.tree.flatten(carry)
+        keys = jax.random.split(key, len(leaves))
+        return jax.tree.unflatten(treedef, [
+            jax.random.bernoulli(k, p_zone, steps + jnp.shape(leaf))
+            for k, leaf in zip(keys, leaves)])
+
+    def run(params, xs, carry, seq_lengths, key, rev):
         xs = jnp.asarray(xs)
         scan_lib.check_sequence(cell, params, xs)
         T = xs.shape[0]
@@ -123,24 +162,54 @@ def layer(cell: base.Cell, *, reverse: bool = False, input_dropout: float = 0.0,
                 keep = jax.random.bernoulli(k_in, 1.0 - p_in, xs.shape[1:])
                 xs = jnp.where(keep, xs / (1.0 - p_in), jnp.zeros((), xs.dtype)).astype(xs.dtype)
             if p_rec:
-                h_shape = jnp.shape(cell.output(expected))
-                rec_mask = jax.random.bernoulli(k_rec, 1.0 - p_rec, h_shape) / (1.0 - p_rec)
+                h = cell.output(expected)
+                keep = jax.random.bernoulli(k_rec, 1.0 - p_rec, jnp.shape(h))
+                rec_mask = jnp.where(keep, jnp.asarray(1.0 / (1.0 - p_rec), h.dtype),
+                                     jnp.zeros((), h.dtype))
             if p_zone:
-                leaves, treedef = jax.tree.flatten(expected)
-                keys = jax.random.split(k_zone, len(leaves))
-                zmasks = jax.tree.unflatten(treedef, [
-                    jax.random.bernoulli(k, p_zone, (T,) + jnp.shape(leaf))
-                    for k, leaf in zip(keys, leaves)])
-        rev = reverse if _reverse is None else _reverse
+                zmasks = zoneout_masks(k_zone, expected, (T,))
         return scan_lib.run(cell, params, xs, carry, lengths=lengths, reverse=rev,
                             unroll=unroll, parallel=parallel, method=method, remat=remat,
                             rec_mask=rec_mask,
                             zoneout_rate=0.0 if zmasks is not None else p_zone,
                             zoneout_masks=zmasks)
 
-    return Layer(init=cell.init, apply=apply, initial_carry=cell.initial_carry,
-                 output_size=cell.output_size,
-                 name=f"{'reverse ' if reverse else ''}{cell.name}({cell.hidden_size})")
+    def apply(params, xs, carry=None, *, seq_lengths=None, key=None):
+        return run(params, xs, carry, seq_lengths, key, reverse)
+
+    def step(params, carry, x_t, *, key=None):
+        if reverse:
+            raise ValueError(f"{name}: a reverse=True layer cannot step: its first step reads "
+                             f"the sequence's last input; run it with apply")
+        x_t = jnp.asarray(x_t)
+        if jnp.ndim(x_t) != scan_lib.x_rank(cell):
+            raise ValueError(f"{name}: step takes one time step of one example, x_t of rank "
+                             f"{scan_lib.x_rank(cell)}, got shape {tuple(jnp.shape(x_t))}; "
+                             f"batch with jax.vmap")
+        expected = cell.carry_for_input(params, x_t)
+        scan_lib.check_carry(cell.name, jax.eval_shape(lambda: expected), carry)
+        zmask = None
+        if key is not None:
+            if p_in or p_rec:
+                raise ValueError(
+                    f"{name}: step with a key cannot apply input_dropout / recurrent_dropout: "
+                    f"their masks are fixed for a whole sequence (variational), which a "
+                    f"per-step key cannot carry; train this layer with apply, or step without "
+                    f"a key (evaluation)")
+            if p_zone:
+                zmask = zoneout_masks(jax.random.split(key, 3)[2], expected, ())
+        # the same step as the time loops (scan._reference): the cell's recurrence plus zoneout
+        rec = cell.recurrence
+        _, ws, pw = rec.split(params)
+        new = engine.advance(rec.update, pw, carry, cell.project(params, x_t),
+                             lambda k, a: rec.linear(a, ws[k]),
+                             zoneout_rate=0.0 if zmask is not None else p_zone,
+                             zoneout_mask=zmask)
+        return cell.output(new), new
+
+    lay = Layer(init=cell.init, apply=apply, step=step, initial_carry=cell.initial_carry,
+                output_size=cell.output_size, name=name)
+    return lay, run
 
 
 # --------------------------------------------------------------------------- both directions
@@ -183,8 +252,12 @@ def bidirectional(cell: base.Cell, cell_bw: base.Cell = None, merge: Union[str, 
         raise ValueError(f"merge must be a string or a function, got {merge!r}")
     shared = cell_bw is None or (cell_bw.name == cell.name and cell_bw.options == cell.options)
     bw = cell if cell_bw is None else cell_bw
-    fw_layer = layer(cell, **layer_options)
-    bw_layer = layer(bw, reverse=True, **layer_options)
+    # layer()'s signature gives the defaults and rejects unknown options
+    bound = inspect.signature(layer).bind(cell, **layer_options)
+    bound.apply_defaults()
+    options = {k: v for k, v in bound.arguments.items() if k not in ("cell", "reverse")}
+    fw_layer, run = _layer(cell, reverse=False, **options)
+    bw_layer = layer(bw, reverse=True, **options)
     if cell.output_size != bw.output_size and merge != "concat":
         raise ValueError(f"merge {merge!r} needs equal output sizes, got {cell.output_size} "
                          f"and {bw.output_size}")
@@ -220,12 +293,11 @@ def bidirectional(cell: base.Cell, cell_bw: base.Cell = None, merge: Union[str, 
             stacked_carry = jax.tree.map(lambda a, b: jnp.stack([a, b]), c_fw, c_bw)
             rev = jnp.array([False, True])
             if key is None:
-                run = lambda p, c, r: fw_layer.apply(p, xs, c, seq_lengths=seq_lengths, _reverse=r)
-                ys, cs = jax.vmap(run)(params, stacked_carry, rev)
+                ys, cs = jax.vmap(lambda p, c, r: run(p, xs, c, seq_lengths, None, r))(
+                    params, stacked_carry, rev)
             else:
-                run = lambda p, c, r, k: fw_layer.apply(p, xs, c, seq_lengths=seq_lengths,
-                                                        key=k, _reverse=r)
-                ys, cs = jax.vmap(run)(params, stacked_carry, rev, jnp.stack(keys))
+                ys, cs = jax.vmap(lambda p, c, r, k: run(p, xs, c, seq_lengths, k, r))(
+                    params, stacked_carry, rev, jnp.stack(keys))
             y_fw, y_bw = ys[0], ys[1]
             carries = (jax.tree.map(lambda a: a[0], cs), jax.tree.map(lambda a: a[1], cs))
         else:
@@ -234,8 +306,16 @@ def bidirectional(cell: base.Cell, cell_bw: base.Cell = None, merge: Union[str, 
             carries = (cf, cb)
         return merge_fn(y_fw, y_bw), carries
 
-    return Layer(init=init, apply=apply, initial_carry=initial_carry, output_size=int(out_size),
-                 name=f"bidirectional({fw_layer.name}, {bw_layer.name}, {merge if isinstance(merge, str) else 'custom'})")
+    name = (f"bidirectional({fw_layer.name}, {bw_layer.name}, "
+            f"{merge if isinstance(merge, str) else 'custom'})")
+
+    def step(params, carry, x_t, *, key=None):
+        raise ValueError(f"{name} cannot step: its backward direction starts from the "
+                         f"sequence's last input, so step t would need the inputs after t; "
+                         f"run it with apply over the whole sequence")
+
+    return Layer(init=init, apply=apply, step=step, initial_carry=initial_carry,
+                 output_size=int(out_size), name=name)
 
 
 # --------------------------------------------------------------------------- deep stacks
@@ -251,7 +331,13 @@ def stack(layers: Sequence[Union[base.Cell, Layer]], *, dropout: float = 0.0,
         ``nn.LSTM(dropout=...)``), active only when ``apply`` gets a ``key``.
       residual: add each layer's input to its output where their sizes match.
 
-    Params and carries are tuples with one entry per layer.
+    Params and carries are tuples with one entry per layer. ``step(params, carry, x_t, *,
+    key=None)`` runs every layer for one time step with the same dropout and residual rules
+    as ``apply`` (and the same split of ``key`` among the layers), so without a key a loop of
+    it equals ``apply``. With a key it is ``apply`` on a one-step sequence: the dropout
+    between layers draws a new mask per step, exactly as ``apply`` draws one per (step,
+    unit); pass a fresh key at every step. Each layer's own rules are those of its ``step``
+    (see :func:`layer`); a stack holding a bidirectional or reverse layer cannot step.
     """
     layers = tuple(_as_layer(l) for l in layers)
     if not layers:
@@ -269,31 +355,60 @@ def stack(layers: Sequence[Union[base.Cell, Layer]], *, dropout: float = 0.0,
     def initial_carry(params, batch_shape=()):
         return tuple(l.initial_carry(p, batch_shape) for l, p in zip(layers, params))
 
-    def apply(params, xs, carry=None, *, seq_lengths=None, key=None):
+    def check(params, carry):
         if not isinstance(params, tuple) or len(params) != len(layers):
             raise ValueError(f"stack of {len(layers)} layers needs a tuple of {len(layers)} params")
+        if carry is not None and (not isinstance(carry, tuple) or len(carry) != len(layers)):
+            raise ValueError(f"stack of {len(layers)} layers needs a tuple of {len(layers)} carries")
+
+    def split_keys(key):
+        """Layer ``i`` gets key ``2i``; the dropout after it gets ``2i + 1`` (apply and step)."""
+        if key is None:
+            return [None] * (2 * len(layers))
+        return list(jax.random.split(key, 2 * len(layers)))
+
+    def between(i, ys, h, key, valid=None):
+        """The stack's rules after layer ``i`` (output ``ys``, input ``h``), shared by ``apply``
+        and ``step``: the residual connection where shapes match (padding kept at zero), then
+        dropout after every layer but the last."""
+        if residual and ys.shape == h.shape:
+            res = h if valid is None else jnp.where(valid, h, jnp.zeros((), h.dtype))
+            ys = ys + res.astype(ys.dtype)
+        if i < len(layers) - 1:
+            ys = _dropout(key, ys, rate)
+        return ys
+
+    def apply(params, xs, carry=None, *, seq_lengths=None, key=None):
+        check(params, carry)
         if carry is None:
             carry = (None,) * len(layers)
-        elif not isinstance(carry, tuple) or len(carry) != len(layers):
-            raise ValueError(f"stack of {len(layers)} layers needs a tuple of {len(layers)} carries")
-        keys = [None] * (2 * len(layers)) if key is None else list(jax.random.split(key, 2 * len(layers)))
+        keys = split_keys(key)
         h = jnp.asarray(xs)
         valid = None
         if seq_lengths is not None:
-            valid = (jnp.arange(h.shape[0]) < jnp.asarray(seq_lengths)).reshape(
+            steps = jnp.arange(h.shape[0], dtype=jnp.int32)
+            valid = (steps < jnp.asarray(seq_lengths, jnp.int32)).reshape(
                 (-1,) + (1,) * (h.ndim - 1))
         new_carry = []
         for i, (l, p, c) in enumerate(zip(layers, params, carry)):
             ys, c_out = l.apply(p, h, c, seq_lengths=seq_lengths, key=keys[2 * i])
-            if residual and ys.shape == h.shape:
-                res = h if valid is None else jnp.where(valid, h, jnp.zeros((), h.dtype))
-                ys = ys + res.astype(ys.dtype)
-            if i < len(layers) - 1:
-                ys = _dropout(keys[2 * i + 1], ys, rate)
+            h = between(i, ys, h, keys[2 * i + 1], valid)
             new_carry.append(c_out)
-            h = ys
         return h, tuple(new_carry)
 
-    return Layer(init=init, apply=apply, initial_carry=initial_carry,
+    def step(params, carry, x_t, *, key=None):
+        check(params, carry)
+        if carry is None:
+            raise ValueError("stack step needs a carry (initial_carry(params) for zeros)")
+        keys = split_keys(key)
+        h = jnp.asarray(x_t)
+        new_carry = []
+        for i, (l, p, c) in enumerate(zip(layers, params, carry)):
+            y, c_out = l.step(p, c, h, key=keys[2 * i])
+            h = between(i, y, h, keys[2 * i + 1])
+            new_carry.append(c_out)
+        return h, tuple(new_carry)
+
+    return Layer(init=init, apply=apply, step=step, initial_carry=initial_carry,
                  output_size=layers[-1].output_size,
                  name="stack(" + ", ".join(l.name for l in layers) + ")")

@@ -6,9 +6,16 @@
     ys, carry = rnn.apply(variables, x)                       # evaluation (no dropout)
     ys, carry = rnn.apply(variables, x, deterministic=False, rngs={"dropout": k})
 
-Thin wrappers: ``variables["params"]["rnn"]`` holds the functional core's params and
-``module.make_layer()`` the ``jr.stack`` that runs them, so ``jax.vmap(layer.apply)`` on those
-params gives the same numbers. Carries are the functional core's (see ``jaxrnn.nnx``).
+Parameters are stored per layer, one array per name: ``variables["params"]["layers_0"]["w_ih"]``,
+``["w_hh"]``, ``["b"]`` (GRU: ``b_ih``, ``b_hh``; a bidirectional layer's arrays have a leading
+axis of 2, forward then backward), so they can be filtered, inspected and partitioned by path
+like any linen model's, and ``TrainState`` + optax train them unchanged.
+
+Thin wrappers: ``module.make_layer()`` is the PyTorch-shaped ``jr.stack``
+(``jaxrnn.interop._stack``, shared with ``jaxrnn.nnx`` and ``jr.interop``) that runs them and
+``module.functional_params(variables["params"])`` the tuple its ``apply`` takes, so
+``jax.vmap(layer.apply)`` on those params gives the same numbers. Carries are the functional
+core's (see ``jaxrnn.nnx``).
 """
 
 from __future__ import annotations
@@ -18,14 +25,15 @@ from typing import Optional
 import flax.linen as nn
 import jax
 
-from jaxrnn.nnx import apply_batched, torch_like_stack
+from jaxrnn.interop._stack import apply_batched, named_arrays, torch_like_layers, torch_like_stack
 
 __all__ = ["RNNBase", "SimpleRNN", "LSTM", "GRU", "MGU", "MinGRU", "MinLSTM"]
 
 
 class RNNBase(nn.Module):
-    """A stack of recurrent layers; subclasses fix the cell. ``cell_options`` are the cell
-    factory's keyword arguments (e.g. ``{"layer_norm": True}``)."""
+    """A stack of recurrent layers; subclasses fix ``cell`` (a name of
+    ``jaxrnn.cells.registry``). ``cell_options`` are the cell factory's keyword arguments
+    (e.g. ``{"layer_norm": True}``)."""
     in_features: int
     hidden_size: int
     num_layers: int = 1
@@ -37,22 +45,44 @@ class RNNBase(nn.Module):
     cell: str = ""
 
     def make_layer(self):
+        """The ``jr.stack`` this module runs."""
         return torch_like_stack(self.cell, self.hidden_size, self.num_layers, self.bidirectional,
                                 self.dropout, self.proj_size, **(self.cell_options or {}))
 
+    def _layouts(self):
+        """Each layer's ``(layer, input_size, ArrayLayout)``: where its named arrays go."""
+        out, size = [], self.in_features
+        for l in torch_like_layers(self.cell, self.hidden_size, self.num_layers,
+                                   self.bidirectional, self.proj_size,
+                                   **(self.cell_options or {})):
+            shapes = jax.eval_shape(lambda l=l, size=size: l.init(jax.random.PRNGKey(0), size))
+            out.append((l, size, named_arrays(shapes)[1]))
+            size = l.output_size
+        return out
+
+    def functional_params(self, params):
+        """The tuple ``make_layer().apply`` takes, from ``variables["params"]``."""
+        return tuple(layout.unflatten(params[f"layers_{k}"])
+                     for k, (_, _, layout) in enumerate(self._layouts()))
+
     @nn.compact
     def __call__(self, x, carry=None, *, seq_lengths=None, deterministic: bool = True):
-        layer = self.make_layer()
-        params = self.param("rnn", lambda key: layer.init(key, self.in_features))
+        # One ``self.param`` per layer, initialized by that layer's own init, holding a dict
+        # of named arrays (``layers_k/w_ih``): per-layer paths without a second definition
+        # of what each cell's params are.
+        params = {}
+        for k, (l, size, _) in enumerate(self._layouts()):
+            params[f"layers_{k}"] = self.param(
+                f"layers_{k}", lambda key, l=l, size=size: named_arrays(l.init(key, size))[0])
         key = None
         if not deterministic and self.dropout > 0:
             key = self.make_rng("dropout")
-        return apply_batched(layer, params, x, carry, seq_lengths=seq_lengths, key=key,
-                             batch_first=self.batch_first)
+        return apply_batched(self.make_layer(), self.functional_params(params), x, carry,
+                             seq_lengths=seq_lengths, key=key, batch_first=self.batch_first)
 
     def initial_carry(self, params, batch_size: int):
         """Zeros carry for ``batch_size`` from ``variables["params"]``."""
-        return self.make_layer().initial_carry(params["rnn"], (batch_size,))
+        return self.make_layer().initial_carry(self.functional_params(params), (batch_size,))
 
 
 class SimpleRNN(RNNBase):

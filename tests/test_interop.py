@@ -292,6 +292,27 @@ def test_apply_like_torch_batched_and_unbatched(x64):
     assert ys2.dtype == jnp.float64
 
 
+def test_net_carries_its_config():
+    """The config travels with the net; a net rebuilt from the config alone is the same net,
+    so nothing about a net is remembered anywhere else."""
+    m = make_torch("GRU", dtype=torch.float32, num_layers=2, bidirectional=True, batch_first=True)
+    net, params = jr.interop.from_torch(m)
+    assert isinstance(net, jr.interop.TorchNet) and isinstance(net.layer, jr.Layer)
+    assert net.config == jr.interop.config_from_torch(m) == jr.interop.config_of(net)
+    assert net.apply is net.layer.apply and net.output_size == net.layer.output_size == 2 * H
+    x = jnp.asarray(np.random.default_rng(12).standard_normal((T, I)), jnp.float32)
+    again = jr.interop.torch_net(net.config)
+    assert again.config == net.config
+    np.testing.assert_array_equal(again.apply(params, x)[0], net.apply(params, x)[0])
+    out, _ = m(torch.tensor(np.asarray(x))[None])
+    np.testing.assert_allclose(net.apply(params, x)[0], out[0].detach().numpy(),
+                               rtol=1e-5, atol=1e-5)
+    # A net is a value: two nets from equal configs convert back to equal modules.
+    sd1 = jr.interop.to_state_dict(net, params, as_numpy=True)
+    sd2 = jr.interop.to_state_dict(again, params, as_numpy=True)
+    assert list(sd1) == list(sd2)
+
+
 def test_carry_layout_round_trip():
     m = make_torch("GRU", dtype=torch.float32, num_layers=3, bidirectional=True)
     net, _ = jr.interop.from_torch(m)
@@ -325,8 +346,10 @@ def test_errors(x64):
         jr.interop.carry_from_torch(net, (np.zeros((2, B, H)), np.zeros((2, B, H))))
     with pytest.raises(ValueError, match="pair"):
         jr.interop.carry_from_torch(net, np.zeros((1, B, H)))
-    with pytest.raises(ValueError, match="TorchConfig"):
+    with pytest.raises(TypeError, match="TorchNet.*TorchConfig"):
         jr.interop.config_of(jr.stack([jr.lstm(H)]))
+    with pytest.raises(TypeError, match="TorchNet.*TorchConfig"):
+        jr.interop.to_state_dict(net.layer, params)   # the bare layer does not say its module
     with pytest.raises(ValueError, match="proj_size"):
         jr.interop.torch_net(jr.interop.TorchConfig("GRU", I, H, proj_size=2))
 
@@ -334,7 +357,8 @@ def test_errors(x64):
 def test_import_jaxrnn_does_not_import_torch():
     code = ("import sys, jaxrnn; import jaxrnn.interop; jaxrnn.interop.torch_net("
             "jaxrnn.interop.TorchConfig('LSTM', 3, 4)); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert 'flax' not in sys.modules, 'flax imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
@@ -347,13 +371,15 @@ def randomize_flax(variables, seed, dtype):
         jnp.asarray(rng.standard_normal(l.shape) * 0.3, dtype) for l in leaves])
 
 
+# param_dtype: flax's own cells would promote float32 params against float64 inputs, which
+# strict dtype promotion (the suite's setting) refuses.
 FLAX_CELLS = {
-    "LSTMCell": lambda: nn_flax.LSTMCell(H),
-    "OptimizedLSTMCell": lambda: nn_flax.OptimizedLSTMCell(H),
-    "GRUCell": lambda: nn_flax.GRUCell(H),
-    "SimpleCell": lambda: nn_flax.SimpleCell(H),
-    "SimpleCell-relu-residual": lambda: nn_flax.SimpleCell(H, activation_fn=nn_flax.relu,
-                                                          residual=True),
+    "LSTMCell": lambda pdt: nn_flax.LSTMCell(H, param_dtype=pdt),
+    "OptimizedLSTMCell": lambda pdt: nn_flax.OptimizedLSTMCell(H, param_dtype=pdt),
+    "GRUCell": lambda pdt: nn_flax.GRUCell(H, param_dtype=pdt),
+    "SimpleCell": lambda pdt: nn_flax.SimpleCell(H, param_dtype=pdt),
+    "SimpleCell-relu-residual": lambda pdt: nn_flax.SimpleCell(
+        H, activation_fn=nn_flax.relu, residual=True, param_dtype=pdt),
 }
 
 
@@ -370,7 +396,7 @@ def flax_vs_jaxrnn(flax_cell, variables, x, c0, lengths):
 
 @pytest.mark.parametrize("name", list(FLAX_CELLS))
 def test_from_flax_linen_matches_nn_rnn(name, x64):
-    flax_cell = FLAX_CELLS[name]()
+    flax_cell = FLAX_CELLS[name](jnp.float64)
     rng = np.random.default_rng(7)
     x = jnp.asarray(rng.standard_normal((B, T, I)))
     c0 = flax_cell.initialize_carry(jax.random.key(0), (B, I))

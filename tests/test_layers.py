@@ -213,3 +213,209 @@ def test_parallel_layer_matches_sequential_layer():
     xs = _xs()
     chex.assert_trees_all_close(par.apply(params, xs, seq_lengths=5),
                                 seq.apply(params, xs, seq_lengths=5), rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- Layer.step
+
+STEP_CELLS = {
+    "lstm": lambda: jr.lstm(H),
+    "gru": lambda: jr.gru(H),
+    "simple_rnn": lambda: jr.simple_rnn(H),
+    "mgu": lambda: jr.mgu(H),
+    "lstm_proj": lambda: jr.lstm(H, proj_size=3),
+}
+
+
+def _step_loop(lay, params, xs, carry, keys=None):
+    """``lax.scan`` of ``lay.step`` over ``xs`` (and one key per step)."""
+    if keys is None:
+        def body(c, x):
+            y, c = lay.step(params, c, x)
+            return c, y
+        carry, ys = jax.lax.scan(body, carry, xs)
+    else:
+        def body(c, inp):
+            y, c = lay.step(params, c, inp[0], key=inp[1])
+            return c, y
+        carry, ys = jax.lax.scan(body, carry, (xs, keys))
+    return ys, carry
+
+
+def _random_carry(carry, seed):
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape) * 0.5, a.dtype), carry)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(STEP_CELLS))
+def test_layer_step_loop_equals_apply(name, dtype, request):
+    """No key: a scan of step is apply, from zeros and from a given carry; also a Python loop
+    of the jitted step. Zoneout at evaluation (its expectation) goes through step too."""
+    tol = 1e-5 if dtype == "float32" else 1e-10
+    if dtype == "float64":
+        request.getfixturevalue("x64")
+    dt = jnp.dtype(dtype)
+    cell = STEP_CELLS[name]()
+    for lay in (jr.layer(cell), jr.layer(cell, zoneout=0.3, recurrent_dropout=0.4,
+                                          input_dropout=0.2)):
+        params = random_params(cell, I, seed=1, dtype=dt)
+        xs = _xs(seed=2).astype(dt)
+        zeros = lay.initial_carry(params)
+        assert jax.tree.leaves(zeros)[0].dtype == dt
+        for c0 in (zeros, _random_carry(zeros, 3)):
+            ys, final = lay.apply(params, xs, c0)
+            ys_s, final_s = _step_loop(lay, params, xs, c0)
+            assert ys_s.dtype == ys.dtype == dt and ys.shape == (T, cell.output_size)
+            chex.assert_trees_all_close((ys_s, final_s), (ys, final), rtol=tol, atol=tol)
+        step = jax.jit(lay.step)
+        c, out = zeros, []
+        for t in range(T):
+            y, c = step(params, c, xs[t])
+            out.append(y)
+        chex.assert_trees_all_close((jnp.stack(out), c), lay.apply(params, xs), rtol=tol, atol=tol)
+
+
+def _deep_stack():
+    """Three sizes: I -> H (no residual: sizes differ), H -> H twice (residual), one layer
+    with zoneout, one a nested stack."""
+    return jr.stack([jr.lstm(H),
+                     jr.layer(jr.gru(H), zoneout=0.25),
+                     jr.stack([jr.simple_rnn(H), jr.mgu(H)], dropout=0.3, residual=True)],
+                    dropout=0.5, residual=True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_stack_step_loop_equals_apply_with_residuals(dtype, request):
+    tol = 1e-5 if dtype == "float32" else 1e-10
+    if dtype == "float64":
+        request.getfixturevalue("x64")
+    dt = jnp.dtype(dtype)
+    net = _deep_stack()
+    params = jax.tree.map(lambda a: a.astype(dt), _randomize(net.init(jax.random.PRNGKey(0), I)))
+    xs = _xs().astype(dt)
+    carry = net.initial_carry(params)
+    assert isinstance(carry, tuple) and len(carry) == 3 and isinstance(carry[2], tuple)
+    for c0 in (carry, _random_carry(carry, 4)):
+        ys, final = net.apply(params, xs, c0)
+        chex.assert_trees_all_close(_step_loop(net, params, xs, c0), (ys, final),
+                                    rtol=tol, atol=tol)
+    # the residual rule is really exercised: without it the numbers differ
+    plain = jr.stack([jr.lstm(H), jr.layer(jr.gru(H), zoneout=0.25),
+                      jr.stack([jr.simple_rnn(H), jr.mgu(H)])])
+    ys_plain, _ = _step_loop(plain, params, xs, carry)
+    assert np.abs(np.asarray(ys_plain - net.apply(params, xs, carry)[0])).max() > 1e-2
+
+
+def test_step_under_vmap_equals_per_example():
+    net = jr.stack([jr.lstm(H), jr.gru(H)], residual=True)
+    params = _randomize(net.init(jax.random.PRNGKey(0), I))
+    x = jnp.stack([_xs(s)[0] for s in range(3)])
+    carry = _random_carry(net.initial_carry(params, (3,)), 5)
+    ys, cs = jax.vmap(lambda c, x_t: net.step(params, c, x_t))(carry, x)
+    for b in range(3):
+        y_b, c_b = net.step(params, jax.tree.map(lambda a: a[b], carry), x[b])
+        chex.assert_trees_all_close((ys[b], jax.tree.map(lambda a: a[b], cs)), (y_b, c_b),
+                                    rtol=1e-6, atol=1e-6)
+
+
+def test_step_with_a_key_is_apply_on_a_one_step_sequence():
+    """With a key, step draws what apply draws for one step (zoneout masks, the stack's dropout
+    between layers) from the same split of the key: a loop of steps with one key per step
+    equals a loop of one-step applies with those keys, mask for mask."""
+    net = _deep_stack()
+    params = _randomize(net.init(jax.random.PRNGKey(0), I))
+    xs = _xs(T=12)
+    keys = jax.random.split(jax.random.PRNGKey(7), 12)
+    ys_s, final_s = _step_loop(net, params, xs, net.initial_carry(params), keys)
+    c, out = net.initial_carry(params), []
+    for t in range(12):
+        y, c = net.apply(params, xs[t:t + 1], c, key=keys[t])
+        out.append(y[0])
+    chex.assert_trees_all_close((ys_s, final_s), (jnp.stack(out), c), rtol=1e-5, atol=1e-6)
+    # and the key matters: without one (or with other keys) the numbers differ
+    ys_det, _ = _step_loop(net, params, xs, net.initial_carry(params))
+    assert np.abs(np.asarray(ys_s - ys_det)).max() > 1e-2
+
+
+def test_stack_step_drops_between_layers_with_a_new_mask_per_step():
+    """Layer 1 emits relu(x) > 0, layer 2 (identity input weights, no recurrence) emits
+    relu(mask_t * layer 1): each unit is 0 or 1/(1-p) times layer 1, zero for about p of
+    (step, unit), with masks that change from step to step, as apply's dropout does; the
+    last layer's output is not dropped."""
+    n, p, steps = 16, 0.4, 300
+    ident = jr.SimpleRNNParams(jnp.eye(n), jnp.zeros((n, n)), jnp.zeros(n))
+    cell = jr.simple_rnn(n, nonlinearity="relu")
+    net = jr.stack([cell, cell], dropout=p)
+    params = (ident, ident)
+    xs = jnp.asarray(np.random.default_rng(0).uniform(0.5, 2.0, size=(steps, n)), jnp.float32)
+    keys = jax.random.split(jax.random.PRNGKey(0), steps)
+    ys, _ = _step_loop(net, params, xs, net.initial_carry(params), keys)
+    ratio = np.asarray(ys / xs)
+    assert np.all(np.isclose(ratio, 0.0) | np.isclose(ratio, 1 / (1 - p), rtol=1e-5))
+    dropped = np.isclose(ratio, 0.0)
+    assert abs(dropped.mean() - p) < 0.05
+    assert len({tuple(r) for r in dropped}) > steps // 2        # not one mask for all steps
+    ys_apply, _ = net.apply(params, xs, key=jax.random.PRNGKey(0))
+    assert abs(np.isclose(np.asarray(ys_apply), 0.0).mean() - p) < 0.05
+    one = jr.stack([cell], dropout=p)                            # a single layer: no dropout
+    ys_one, _ = _step_loop(one, (ident,), xs, one.initial_carry((ident,)), keys)
+    chex.assert_trees_all_close(ys_one, xs, rtol=0, atol=0)
+
+
+def test_step_zoneout_with_a_key_keeps_or_updates_each_unit():
+    cell = jr.gru(8)
+    params = _randomize(cell.init(jax.random.PRNGKey(0), I))
+    lay = jr.layer(cell, zoneout=0.3)
+    xs = _xs(T=40)
+    keys = jax.random.split(jax.random.PRNGKey(2), 40)
+    ys, _ = _step_loop(lay, params, xs, lay.initial_carry(params), keys)
+    h, kept = cell.initial_carry(params).h, 0
+    for t in range(40):
+        new = cell.step(params, jr.GRUCarry(h), xs[t]).h
+        same_old = np.isclose(ys[t], h, atol=1e-7) & ~np.isclose(new, h, atol=1e-7)
+        assert (same_old | np.isclose(ys[t], new, rtol=1e-6, atol=1e-6)).all()
+        kept += int(same_old.sum())
+        h = ys[t]
+    assert 0.2 < kept / (40 * 8) < 0.4
+
+
+def test_step_refuses_what_cannot_step():
+    x = _xs()[0]
+    bi = jr.bidirectional(jr.lstm(H))
+    p_bi = bi.init(jax.random.PRNGKey(0), I)
+    with pytest.raises(ValueError, match="bidirectional.*cannot step"):
+        bi.step(p_bi, bi.initial_carry(p_bi), x)
+    deep = jr.stack([jr.lstm(H), jr.bidirectional(jr.gru(H))])
+    p_deep = deep.init(jax.random.PRNGKey(0), I)
+    with pytest.raises(ValueError, match="bidirectional.*cannot step"):
+        deep.step(p_deep, deep.initial_carry(p_deep), x)
+    rev = jr.layer(jr.gru(H), reverse=True)
+    p = rev.init(jax.random.PRNGKey(0), I)
+    with pytest.raises(ValueError, match="reverse=True layer cannot step"):
+        rev.step(p, rev.initial_carry(p), x)
+    # variational masks are per sequence: a per-step key cannot hold them
+    for opt in ("input_dropout", "recurrent_dropout"):
+        lay = jr.layer(jr.gru(H), **{opt: 0.3})
+        with pytest.raises(ValueError, match="variational"):
+            lay.step(p, lay.initial_carry(p), x, key=jax.random.PRNGKey(0))
+        lay.step(p, lay.initial_carry(p), x)                     # evaluation is fine
+    lay = jr.layer(jr.gru(H))
+    with pytest.raises(ValueError, match="one time step of one example"):
+        lay.step(p, lay.initial_carry(p), _xs())
+    with pytest.raises(ValueError, match="carry"):
+        lay.step(p, jr.GRUCarry(jnp.zeros(H + 1)), x)
+    net = jr.stack([jr.gru(H), jr.gru(H)])
+    with pytest.raises(ValueError, match="tuple of 2 carries"):
+        net.step(net.init(jax.random.PRNGKey(0), I), jr.GRUCarry(jnp.zeros(H)), x)
+
+
+def test_public_apply_takes_no_private_keywords():
+    import inspect
+    for lay in (jr.layer(jr.gru(H)), jr.layer(jr.gru(H), reverse=True),
+                jr.bidirectional(jr.gru(H)), jr.stack([jr.gru(H)])):
+        assert list(inspect.signature(lay.apply).parameters) == [
+            "params", "xs", "carry", "seq_lengths", "key"], lay.name
+        assert list(inspect.signature(lay.step).parameters) == [
+            "params", "carry", "x_t", "key"], lay.name
+    with pytest.raises(TypeError, match="zonout"):
+        jr.bidirectional(jr.gru(H), zonout=0.1)

@@ -51,7 +51,7 @@ def _close(a, b):
 def test_nnx_equals_functional(name):
     x, lengths = _data()
     mod = getattr(jnnx, name)(I, H, num_layers=2, bidirectional=True, rngs=nnx.Rngs(0))
-    params = mod.params.get_value()
+    params = mod.functional_params()
     ys, carry = mod(x, seq_lengths=lengths)
     ys_ref, carry_ref = _functional(name, params, x, lengths=lengths)
     _close(ys, ys_ref)
@@ -71,7 +71,7 @@ def test_linen_equals_functional(name):
     x, lengths = _data(1)
     mod = getattr(jln, name)(in_features=I, hidden_size=H, num_layers=2, bidirectional=True)
     variables = mod.init(jax.random.PRNGKey(0), x)
-    params = variables["params"]["rnn"]
+    params = mod.functional_params(variables["params"])
     ys, carry = mod.apply(variables, x, seq_lengths=lengths)
     ys_ref, carry_ref = _functional(name, params, x, lengths=lengths)
     _close(ys, ys_ref)
@@ -84,7 +84,8 @@ def test_linen_other_cells_unidirectional(name):
     mod = getattr(jln, name)(in_features=I, hidden_size=H, num_layers=2)
     variables = mod.init(jax.random.PRNGKey(3), x)
     ys, carry = mod.apply(variables, x)
-    ys_ref, carry_ref = _functional(name, variables["params"]["rnn"], x, bidirectional=False)
+    ys_ref, carry_ref = _functional(name, mod.functional_params(variables["params"]), x,
+                                     bidirectional=False)
     _close(ys, ys_ref)
     _close(carry, carry_ref)
 
@@ -92,7 +93,7 @@ def test_linen_other_cells_unidirectional(name):
 def test_dropout_uses_the_given_key_and_eval_turns_it_off():
     x, _ = _data(3)
     mod = jnnx.LSTM(I, H, num_layers=2, dropout=0.5, rngs=nnx.Rngs(0, dropout=1))
-    params = mod.params.get_value()
+    params = mod.functional_params()
     key = jax.random.PRNGKey(7)
     ys, _ = mod(x, key=key)
     ys_ref, _ = _functional("LSTM", params, x, key=key, bidirectional=False, layers=2,
@@ -132,7 +133,7 @@ def test_nnx_equals_pytorch(name):
     mod = getattr(jnnx, name)(I, H, num_layers=2, bidirectional=True, rngs=nnx.Rngs(5))
     ys, carry = mod(x)
     ref = getattr(torch.nn, name)(I, H, num_layers=2, bidirectional=True, batch_first=True)
-    _to_torch(ref, mod.params.get_value(), name)
+    _to_torch(ref, mod.functional_params(), name)
     with torch.no_grad():
         out, state = ref(torch.tensor(np.asarray(x)))
     np.testing.assert_allclose(np.asarray(ys), out.numpy(), rtol=1e-5, atol=1e-5)
@@ -144,3 +145,25 @@ def test_nnx_equals_pytorch(name):
     if name == "LSTM":
         np.testing.assert_allclose(np.asarray(carry[1][1].c), state[1][3].numpy(),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_params_are_stored_per_layer_and_cell_names_come_from_the_registry():
+    m = jnnx.GRU(I, H, num_layers=2, rngs=nnx.Rngs(0))
+    assert len(m.layers) == 2 and m.layers[1].w_ih.get_value().shape == (H, 3 * H)
+    mod = jln.LSTM(in_features=I, hidden_size=H, num_layers=2, bidirectional=True)
+    variables = mod.init(jax.random.PRNGKey(0), _data()[0])
+    assert set(variables["params"]) == {"layers_0", "layers_1"}
+    assert set(variables["params"]["layers_1"]) == {"w_ih", "w_hh", "b"}
+    assert variables["params"]["layers_1"]["w_ih"].shape == (2, 2 * H, 4 * H)
+    # an option the registry's cell does not take is its error, naming the option
+    with pytest.raises(ValueError, match="proj_size"):
+        jnnx.GRU(I, H, proj_size=2, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="did you mean 'peephole'"):
+        jln.LSTM(in_features=I, hidden_size=H, cell_options={"peephol": True}).init(
+            jax.random.PRNGKey(0), _data()[0])
+    # any registered name works, aliases included
+    class PeepholeLSTM(jnnx.RNNBase):
+        cell = "lstm_peephole"
+    p = PeepholeLSTM(I, H, rngs=nnx.Rngs(0))
+    assert p.layers[0].w_peep.get_value().shape == (3, H)
+    assert p(_data()[0])[0].shape == (B, T, H)
