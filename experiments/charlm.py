@@ -29,14 +29,8 @@ import numpy as np
 import optax
 
 import jaxrnn as jr
-from jaxrnn.train.config import BaseConfig, ConfigError, data_path
-from jaxrnn.train.experiment import Task
-
-CELLS = {
-    "lstm": jr.lstm, "gru": jr.gru, "simple_rnn": jr.simple_rnn, "mgu": jr.mgu,
-    "min_gru": jr.min_gru, "min_lstm": jr.min_lstm,
-}
-
+from jaxrnn.cells import registry
+from jaxrnn.train import BaseConfig, CellName, ConfigError, Task, data_path
 
 @dataclass
 class DataConfig:
@@ -53,7 +47,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    cell: Literal["lstm", "gru", "simple_rnn", "mgu", "min_gru", "min_lstm"] = "lstm"
+    # any name of jaxrnn.cells.registry (lstm, gru, lstm_peephole, ...)
+    cell: CellName = "lstm"
     hidden_size: int = 512
     num_layers: int = 2
     embed_size: int = 64
@@ -68,7 +63,6 @@ class ModelConfig:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "charlm"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -153,7 +147,8 @@ def eval_rows(ids: np.ndarray, rows: int, multiple: int):
 # --------------------------------------------------------------------------- model
 
 class Model:
-    """The network as pure functions; ``cells`` are kept for step-by-step generation."""
+    """The network as pure functions; ``rnn`` (a ``jr.stack``) runs whole windows with ``apply``
+    and generation one character at a time with ``step``; ``cells`` are its cells (analysis)."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         if cfg.num_layers < 1:
@@ -161,9 +156,9 @@ class Model:
         if not 0.0 <= cfg.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.dropout}")
         try:
-            self.cells = [CELLS[cfg.cell](cfg.hidden_size, **cfg.cell_options)
+            self.cells = [registry.make(cfg.cell, cfg.hidden_size, **cfg.cell_options)
                           for _ in range(cfg.num_layers)]
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise ConfigError(f"model.cell_options: {e}") from None
         self.rnn = jr.stack([jr.layer(c, unroll=cfg.unroll) for c in self.cells],
                             dropout=cfg.dropout)
@@ -195,17 +190,13 @@ class Model:
             ys = jr.dropout(k_out, ys, p)
         else:
             ys, carry = jax.vmap(lambda xs, c: self.rnn.apply(params["rnn"], xs, c))(h, carry)
-        return ys @ params["head"]["w"] + params["head"]["b"], carry
+        return ys @ params["head"]["w"] + params["head"]["b"][None, None, :], carry
 
     def step(self, params, carry, x_id):
-        """One character through every cell's ``step`` (generation): -> logits [V], carry."""
-        h = params["embed"][x_id]
-        new = []
-        for cell, p, c in zip(self.cells, params["rnn"], carry):
-            c = cell.step(p, c, h)
-            h = cell.output(c)
-            new.append(c)
-        return h @ params["head"]["w"] + params["head"]["b"], tuple(new)
+        """One character through the stack's ``step`` (generation, so no key: deterministic,
+        the same rules as ``logits`` at evaluation): -> logits [V], carry."""
+        h, carry = self.rnn.step(params["rnn"], carry, params["embed"][x_id])
+        return h @ params["head"]["w"] + params["head"]["b"], carry
 
 
 # --------------------------------------------------------------------------- task

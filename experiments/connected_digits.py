@@ -32,7 +32,7 @@ from experiments.digits import (AugmentConfig, Encoder, FeatureConfig, augment,
                                  linear_init, list_recordings, pad_batch, signals_features)
 from jaxrnn import audio
 from jaxrnn.heads import ctc
-from jaxrnn.train.config import BaseConfig, ConfigError, data_path
+from jaxrnn.train.config import BaseConfig, CellName, ConfigError, data_path
 from jaxrnn.train.experiment import Task
 
 BLANK, NUM_OUTPUTS = 0, 11
@@ -61,7 +61,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    cell: Literal["gru", "lstm"] = "gru"
+    # any name of jaxrnn.cells.registry
+    cell: CellName = "gru"
     hidden_size: int = 128
     num_layers: int = 2
     dropout: float = 0.1
@@ -69,7 +70,6 @@ class ModelConfig:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "connected_digits"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -159,7 +159,8 @@ def build(cfg: Config, runtime) -> Task:
 
     def logits_fn(params, x, n, key=None):
         ys = enc(params["rnn"], x, n, key)
-        return ys @ params["head"]["w"] + params["head"]["b"]
+        out = ys @ params["head"]["w"]
+        return out + jnp.broadcast_to(params["head"]["b"], out.shape)
 
     def train_batch(step):
         epoch, b = divmod(int(step), per_epoch)
@@ -173,7 +174,8 @@ def build(cfg: Config, runtime) -> Task:
         x = augment(d.spec_augment, jax.random.fold_in(key, 7), batch["x"], batch["n"])
         lg = logits_fn(params, x, batch["n"], key)
         per = ctc.ctc_loss(lg, batch["n"], batch["y"], batch["ny"], blank=BLANK)
-        return jnp.mean(per / jnp.maximum(batch["ny"], 1)), (state, {"ctc": jnp.mean(per)})
+        per_label = per / jnp.maximum(batch["ny"], 1).astype(per.dtype)   # a count, as a float
+        return jnp.mean(per_label), (state, {"ctc": jnp.mean(per)})
 
     @jax.jit
     def eval_fn(params, x, n, y, ny):

@@ -51,7 +51,6 @@ class DataConfig:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "copymem"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(hidden_size=64))
 
@@ -116,7 +115,7 @@ def build(cfg: Config, runtime) -> Task:
         nll = optax.softmax_cross_entropy_with_integer_labels(lg, y)
         hit = jnp.argmax(lg[:, -NUM_COPY:], axis=-1) == y[:, -NUM_COPY:]
         return {"nll": jnp.sum(w[:, None] * nll), "n_steps": jnp.sum(w) * y.shape[1],
-                "hit": jnp.sum(w[:, None] * hit), "n_recall": jnp.sum(w) * NUM_COPY}
+                "hit": jnp.sum(w[:, None] * hit.astype(w.dtype)), "n_recall": jnp.sum(w) * NUM_COPY}
 
     baselines = {k: cross_entropy(memoryless_logits(y), y) for k, (x, y) in splits.items()}
 

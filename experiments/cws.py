@@ -29,7 +29,8 @@ from typing import Literal
 
 from jaxrnn.text import (Sentence, bmes_to_words, prf, read_conllx, segmentation_prf,
                          words_to_bmes)
-from jaxrnn.text.tagger import BatchConfig, CharInput, Tagger, TaggerConfig, tagging_task
+from experiments.tagging import BatchConfig, evaluate_ensemble, tagging_task  # noqa: F401
+from jaxrnn.models.tagger import CharInput, Tagger, TaggerConfig
 from jaxrnn.text.vocab import Vocab
 from jaxrnn.train.config import BaseConfig, TrainConfig, data_path
 
@@ -47,7 +48,6 @@ class DataConfig:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "cws"
     data: DataConfig = field(default_factory=DataConfig)
     model: TaggerConfig = field(default_factory=lambda: TaggerConfig(bigram_size=50))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(best_metric="f1",

@@ -38,7 +38,8 @@ import optax
 
 import jaxrnn as jr
 from jaxrnn import audio
-from jaxrnn.train.config import BaseConfig, ConfigError, data_path
+from jaxrnn.cells import registry
+from jaxrnn.train.config import BaseConfig, CellName, ConfigError, data_path
 from jaxrnn.train.experiment import Task
 
 NUM_CLASSES = 10
@@ -86,7 +87,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    cell: Literal["gru", "lstm"] = "gru"
+    # any name of jaxrnn.cells.registry
+    cell: CellName = "gru"
     hidden_size: int = 128
     num_layers: int = 2
     dropout: float = 0.1
@@ -95,7 +97,6 @@ class ModelConfig:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "digits"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -212,7 +213,10 @@ class Encoder:
             raise ConfigError("model.num_layers and model.hidden_size must be >= 1")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
-        self.cell = jr.gru(hidden) if cell == "gru" else jr.lstm(hidden)
+        try:
+            self.cell = registry.make(cell, hidden)
+        except ValueError as e:
+            raise ConfigError(f"model.cell: {e}") from None
         self.net = jr.stack([jr.bidirectional(self.cell) for _ in range(num_layers)],
                             dropout=dropout)
         self.output_size = self.net.output_size
@@ -255,14 +259,17 @@ class Classifier:
 
     def logits(self, params, x, lengths, key=None):
         ys = self.enc(params["rnn"], x, lengths, None if key is None else jax.random.fold_in(key, 0))
-        valid = (jnp.arange(x.shape[1])[None, :] < lengths[:, None])[..., None]
+        lengths = jnp.asarray(lengths, jnp.int32)
+        valid = (jnp.arange(x.shape[1], dtype=jnp.int32)[None, :] < lengths[:, None])[..., None]
         if self.cfg.readout == "mean":
-            feat = jnp.sum(jnp.where(valid, ys, 0.0), 1) / jnp.maximum(lengths, 1)[:, None]
+            feat = (jnp.sum(jnp.where(valid, ys, 0.0), 1)
+                    / jnp.maximum(lengths, 1)[:, None].astype(ys.dtype))
         else:
             feat = jnp.max(jnp.where(valid, ys, -jnp.inf), 1)
         if key is not None:
             feat = jr.dropout(jax.random.fold_in(key, 1), feat, self.cfg.dropout)
-        return feat @ params["head"]["w"] + params["head"]["b"]
+        out = feat @ params["head"]["w"]
+        return out + jnp.broadcast_to(params["head"]["b"], out.shape)
 
 
 # --------------------------------------------------------------------------- task
@@ -291,7 +298,8 @@ def build(cfg: Config, runtime) -> Task:
         x = augment(d.spec_augment, jax.random.fold_in(key, 7), batch["x"], batch["n"])
         lg = model.logits(params, x, batch["n"], key)
         nll = optax.softmax_cross_entropy_with_integer_labels(lg, batch["y"])
-        return jnp.mean(nll), (state, {"accuracy": jnp.mean(jnp.argmax(lg, -1) == batch["y"])})
+        return jnp.mean(nll), (state, {"accuracy": jnp.mean(
+            (jnp.argmax(lg, -1) == batch["y"]).astype(jnp.float32))})
 
     @jax.jit
     def eval_logits(params, x, n):

@@ -184,7 +184,7 @@ def gradient_flow(cfg, params, n: int = 32) -> dict:
     from experiments import adding, copymem
 
     T = cfg.data.seq_len
-    if cfg.experiment == "adding":
+    if cfg.experiment == "experiments.adding":
         model = adding.Model(cfg.model, 2, 1)
         x, y = adding.adding_data(np.random.default_rng([adding.TEST_SEED, T]), n, T)
 

@@ -32,7 +32,8 @@ import numpy as np
 import optax
 
 import jaxrnn as jr
-from experiments.adding import CellName, make_cell
+from experiments.adding import make_cell
+from jaxrnn.train import CellName
 from jaxrnn.train.config import BaseConfig, ConfigError, data_path
 from jaxrnn.train.experiment import Task
 
@@ -67,7 +68,6 @@ class ModelConfig:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "mnist1d"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -159,7 +159,8 @@ class Model:
             feat = ys[-1]
         if key is not None:
             feat = jr.dropout(jax.random.fold_in(key, 1), feat, self.cfg.dropout)
-        return feat @ params["head"]["w"] + params["head"]["b"]
+        out = feat @ params["head"]["w"]
+        return out + jnp.broadcast_to(params["head"]["b"], out.shape)
 
 
 # --------------------------------------------------------------------------- task
@@ -178,14 +179,15 @@ def build(cfg: Config, runtime) -> Task:
         keys = jax.random.split(key, batch["x"].shape[0])
         lg = jax.vmap(lambda x, k: model.logits(params, x, k))(batch["x"], keys)
         nll = optax.softmax_cross_entropy_with_integer_labels(lg, batch["y"])
-        acc = jnp.mean(jnp.argmax(lg, -1) == batch["y"])
+        acc = jnp.mean((jnp.argmax(lg, -1) == batch["y"]).astype(jnp.float32))
         return jnp.mean(nll), (state, {"accuracy": acc})
 
     @jax.jit
     def eval_sums(params, x, y, w):
         lg = jax.vmap(lambda xi: model.logits(params, xi))(x)
         nll = optax.softmax_cross_entropy_with_integer_labels(lg, y)
-        return {"nll": jnp.sum(w * nll), "hit": jnp.sum(w * (jnp.argmax(lg, -1) == y)),
+        hit = (jnp.argmax(lg, -1) == y).astype(w.dtype)
+        return {"nll": jnp.sum(w * nll), "hit": jnp.sum(w * hit),
                 "n": jnp.sum(w)}
 
     from experiments.adding import batched_eval

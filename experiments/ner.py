@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from jaxrnn.text import Sentence, Vocab, entity_prf, read_chars, read_columns
-from jaxrnn.text.tagger import (BatchConfig, CharInput, Tagger, TaggerConfig, WordInput,
-                                tagging_task)
+from experiments.tagging import BatchConfig, evaluate_ensemble, tagging_task  # noqa: F401
+from jaxrnn.models.tagger import CharInput, Tagger, TaggerConfig, WordInput
 from jaxrnn.train.config import BaseConfig, TrainConfig, data_path
 
 
@@ -41,7 +41,6 @@ class DataConfig:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "ner"
     data: DataConfig = field(default_factory=DataConfig)
     model: TaggerConfig = field(default_factory=TaggerConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(best_metric="f1",

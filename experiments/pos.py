@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from jaxrnn.text import Sentence, Vocab, read_conllu, tag_accuracy
-from jaxrnn.text.tagger import BatchConfig, Tagger, TaggerConfig, WordInput, tagging_task
+from experiments.tagging import BatchConfig, evaluate_ensemble, tagging_task  # noqa: F401
+from jaxrnn.models.tagger import Tagger, TaggerConfig, WordInput
 from jaxrnn.train.config import BaseConfig, TrainConfig, data_path
 
 
@@ -34,7 +35,6 @@ class DataConfig:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "pos"
     data: DataConfig = field(default_factory=DataConfig)
     model: TaggerConfig = field(default_factory=TaggerConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(best_metric="accuracy",

@@ -1,5 +1,5 @@
 """English -> Chinese translation on Tatoeba (``tatoeba_cmn_eng/cmn.txt``): an encoder-decoder
-LSTM (``jaxrnn.seq2seq``) with or without attention, scored by BLEU with greedy and beam search.
+LSTM (``jaxrnn.models.Seq2Seq``) with or without attention, scored by BLEU with greedy and beam search.
 
 Data: ``english TAB chinese`` a line (20,133 pairs). A fixed split drawn from
 ``data.split_seed`` (``data.test_size`` pairs test, ``data.dev_size`` dev, the rest train) is
@@ -35,10 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxrnn import seq2seq
+from jaxrnn import models
 from jaxrnn.text.batching import BucketSampler, bucket_length, pad
 from jaxrnn.text.vocab import PAD, UNK, Vocab
-from jaxrnn.train.config import BaseConfig, ConfigError, data_path
+from jaxrnn.train.config import BaseConfig, CellName, ConfigError, data_path
 from jaxrnn.train.experiment import Task
 
 BOS, EOS = "<s>", "</s>"
@@ -65,7 +65,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    cell: Literal["lstm", "gru"] = "lstm"
+    # a name of jaxrnn.cells.registry whose carry has an h (the decoder bridge sets it)
+    cell: CellName = "lstm"
     embed_size: int = 128
     hidden_size: int = 256
     enc_layers: int = 1
@@ -87,7 +88,6 @@ class DecodeConfig:
 
 @dataclass
 class Config(BaseConfig):
-    experiment: str = "translate"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -199,7 +199,7 @@ def build(cfg: Config, runtime) -> Task:
     held = {s: Encoded(splits[s], src_vocab, tgt_vocab, d.src_level) for s in ("dev", "test")}
     sampler = BucketSampler(train.src_len, t.batch_size, buckets, seed=cfg.seed)
     try:
-        model = seq2seq.Seq2Seq(len(src_vocab), len(tgt_vocab), embed_size=m.embed_size,
+        model = models.Seq2Seq(len(src_vocab), len(tgt_vocab), embed_size=m.embed_size,
                                 hidden_size=m.hidden_size, enc_layers=m.enc_layers,
                                 dec_layers=m.dec_layers, cell=m.cell, attention=m.attention,
                                 attn_size=m.attn_size or None, input_feeding=m.input_feeding,
@@ -218,7 +218,7 @@ def build(cfg: Config, runtime) -> Task:
 
     def loss(params, state, batch, key):
         total, count = nll(params, batch, key)
-        return total / jnp.maximum(count, 1), (state, {})
+        return total / jnp.maximum(count, 1).astype(total.dtype), (state, {})   # count as a float
 
     def train_batch(step):
         idx, _ = sampler.batch(step)
@@ -229,13 +229,13 @@ def build(cfg: Config, runtime) -> Task:
     @jax.jit
     def decode_greedy(params, src, src_len):
         state, ctx = model.start(params, src, src_len)
-        return seq2seq.greedy(model.decode_fn(params), state, ctx, bos=bos, eos=eos,
+        return models.greedy(model.decode_fn(params), state, ctx, bos=bos, eos=eos,
                               max_len=dc.max_len, pad=pad_id, alpha=dc.alpha).tokens
 
     @jax.jit
     def decode_beam(params, src, src_len):
         state, ctx = model.start(params, src, src_len)
-        return seq2seq.beam_search(model.decode_fn(params), state, ctx, beam_size=dc.beam_size,
+        return models.beam_search(model.decode_fn(params), state, ctx, beam_size=dc.beam_size,
                                    bos=bos, eos=eos, max_len=dc.max_len, pad=pad_id,
                                    alpha=dc.alpha).tokens[:, 0]
 

@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     # Submodules that pull in optional or heavier dependencies load on first use.
-    if name in ("interop", "nnx", "linen", "heads", "engine", "train", "audio"):
+    if name in ("interop", "nnx", "linen", "heads", "models", "text", "engine", "train", "audio",
+                "analysis"):
         import importlib
         return importlib.import_module(f"jaxrnn.{name}")
     raise AttributeError(f"module 'jaxrnn' has no attribute {name!r}")

@@ -1,15 +1,17 @@
 """The ``jaxrnn`` command: train, evaluate, generate, predict and plot from a config.
 
-    jaxrnn train [CONFIG] [--workdir DIR] [--set key=value ...]
+    jaxrnn train CONFIG [--workdir DIR] [--set key=value ...] [--data-dir DIR]
+    jaxrnn train --workdir DIR                     (resume the run there)
     jaxrnn evaluate --workdir DIR [--data FILE] [--checkpoint best|latest|STEP] [--ensemble DIR ...]
     jaxrnn generate --workdir DIR [--prompt TEXT] [--length N] [--temperature T] [--seed S]
     jaxrnn generate --workdir DIR --input TEXT     (conditional models, e.g. translation)
     jaxrnn predict  --workdir DIR --input FILE [--output FILE]
     jaxrnn plot     --workdir DIR
 
-``CONFIG`` is a YAML path or the name of a file in ``configs/`` (``charlm_tiny``); without one,
-``train`` resumes the run in ``--workdir`` if there is one, else runs ``configs/charlm.yaml``.
-This module only parses arguments; the work is in :mod:`jaxrnn.train`.
+``CONFIG`` is a YAML path or the name of a file in ``./configs/`` (``charlm_tiny``); without
+one, ``train`` resumes the run in ``--workdir``. The config names its experiment module; every
+command takes ``--data-dir`` to move the data root. This module only parses arguments; the work
+is in :mod:`jaxrnn.train`.
 """
 
 from __future__ import annotations
@@ -20,24 +22,28 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-DEFAULT_CONFIG = "charlm"
-
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jaxrnn", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
+    def data_dir_arg(sp):
+        sp.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="the folder relative data paths are read from (wins over "
+                             "$JAXRNN_DATA and the config's data_root)")
+
     t = sub.add_parser("train", help="train from a config (resumes an existing workdir)")
     t.add_argument("config", nargs="?", default=None,
-                   help="YAML file or name in configs/ (default: resume --workdir, else "
-                        f"{DEFAULT_CONFIG})")
+                   help="YAML file or name in ./configs/ (omit it to resume --workdir)")
     t.add_argument("--workdir", default=None,
                    help="run folder (default: runs/<config name>)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.steps=60 (repeatable)")
+    data_dir_arg(t)
 
     def workdir_arg(sp):
         sp.add_argument("--workdir", required=True, help="the run folder written by train")
+        data_dir_arg(sp)
 
     def checkpoint_arg(sp):
         sp.add_argument("--checkpoint", default="best",
@@ -76,15 +82,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _default_workdir(config: Optional[str]) -> str:
-    name = Path(config).stem if config else DEFAULT_CONFIG
-    return str(Path("runs") / name)
+    from jaxrnn.train.config import ConfigError
+    if not config:
+        raise ConfigError("jaxrnn train: give a CONFIG (e.g. configs/charlm.yaml), or "
+                          "--workdir DIR to resume the run there")
+    return str(Path("runs") / Path(config).stem)
 
 
-def _load_trained(workdir: str, checkpoint: str):
+def _load_trained(workdir: str, checkpoint: str, data_dir: Optional[str] = None):
     from jaxrnn.train import load_config, load_params, prepare
     if not (Path(workdir) / "config.yaml").is_file():
         raise FileNotFoundError(f"{workdir} has no config.yaml: not a jaxrnn run folder")
-    cfg = load_config(None, (), workdir)
+    cfg = load_config(None, (), workdir, data_dir=data_dir)
     run = prepare(cfg)
     params, step = load_params(run, workdir, checkpoint)
     return run, params, step
@@ -119,7 +128,7 @@ def _run(args) -> int:
     if args.command == "train":
         from jaxrnn.train import load_config, train_and_evaluate
         workdir = args.workdir or _default_workdir(args.config)
-        cfg = load_config(args.config, args.overrides, workdir, default=DEFAULT_CONFIG)
+        cfg = load_config(args.config, args.overrides, workdir, data_dir=args.data_dir)
         last = train_and_evaluate(cfg, workdir)
         if last.get("dev"):
             print(json.dumps(last["dev"]))
@@ -129,19 +138,24 @@ def _run(args) -> int:
         for path in plot_metrics(args.workdir):
             print(path)
         return 0
-    run, params, step = _load_trained(args.workdir, args.checkpoint)
+    run, params, step = _load_trained(args.workdir, args.checkpoint, args.data_dir)
     exp = run.cfg.experiment
     if args.command == "evaluate" and args.ensemble:
+        from jaxrnn.train import load_experiment
+        ensemble = getattr(load_experiment(exp), "evaluate_ensemble", None)
+        if ensemble is None:
+            raise SystemExit(f"jaxrnn: experiment {exp!r} defines no evaluate_ensemble "
+                             f"(the tagging experiments do; see docs/training.md)")
         members = [(run.task, params)]
         for d in args.ensemble:
-            other, p, _ = _load_trained(d, args.checkpoint)
+            other, p, _ = _load_trained(d, args.checkpoint, args.data_dir)
             if other.cfg.experiment != exp:
                 raise SystemExit(f"jaxrnn: {d} is a {other.cfg.experiment!r} run, {args.workdir} "
                                  f"a {exp!r} run: an ensemble needs one experiment")
             members.append((other.task, p))
         if args.split != "dev" and not args.data:
             raise SystemExit("jaxrnn: --ensemble scores dev or --data FILE")
-        out = _require(run.task, "evaluate_ensemble", exp)(members, args.data)
+        out = ensemble(members, args.data)
         print(json.dumps({"step": step, "split": "file" if args.data else "dev",
                           "members": 1 + len(args.ensemble),
                           **({"data": str(args.data)} if args.data else {}), **out}))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxrnn import audio
-from jaxrnn.train.config import data_root
+from tests._paths import data_root
 
 
 def _write_wav(path, data: np.ndarray, rate=8000, width=2, channels=1):

@@ -13,7 +13,7 @@ pytest.importorskip("jaxrnn.train")
 
 from experiments import adding, copymem, gates_report, mnist1d  # noqa: E402
 from jaxrnn.train import load_config, read_metrics, train_and_evaluate  # noqa: E402
-from jaxrnn.train.config import data_root  # noqa: E402
+from tests._paths import data_root  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST1D = data_root() / "mnist1d" / "mnist1d.npz"
@@ -115,7 +115,7 @@ def test_train_batches_are_pure_functions_of_the_step():
     rt = make_runtime()
     for name in ("adding_tiny.yaml", "copy_tiny.yaml"):
         cfg = load_config(str(REPO / "configs" / name))
-        task = (adding if cfg.experiment == "adding" else copymem).build(cfg, rt)
+        task = (adding if cfg.experiment == "experiments.adding" else copymem).build(cfg, rt)
         a, b, c = task.train_batch(7), task.train_batch(7), task.train_batch(8)
         np.testing.assert_array_equal(a["x"], b["x"])
         assert not np.array_equal(a["x"], c["x"])

@@ -1,4 +1,4 @@
-"""jaxrnn.seq2seq: attention masking (values), beam search against enumeration and greedy,
+"""jaxrnn.models (seq2seq) and jaxrnn.heads.attention: attention masking (values), beam search against enumeration and greedy,
 finished hypotheses, the decoder step shared by teacher forcing and decoding."""
 
 import itertools
@@ -8,15 +8,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrnn import seq2seq
+from jaxrnn import models
+from jaxrnn.heads import attention
 
 PAD, EOS, BOS = 0, 1, 2
 
 
 # --------------------------------------------------------------------------- attention
 
-@pytest.mark.parametrize("att", [seq2seq.additive(8), seq2seq.multiplicative("general"),
-                                 seq2seq.multiplicative("dot")], ids=lambda a: a.name)
+@pytest.mark.parametrize("att", [attention.additive(8), attention.multiplicative("general"),
+                                 attention.multiplicative("dot")], ids=lambda a: a.name)
 def test_attention_masks_padding(att):
     rng = np.random.default_rng(0)
     S, M, n = 6, 5, 3
@@ -44,7 +45,7 @@ def test_attention_masks_padding(att):
 
 
 def test_masked_softmax_all_masked_is_zero_not_nan():
-    w = seq2seq.masked_softmax(jnp.array([1.0, 2.0]), jnp.array([False, False]))
+    w = attention.masked_softmax(jnp.array([1.0, 2.0]), jnp.array([False, False]))
     np.testing.assert_array_equal(np.asarray(w), 0.0)
 
 
@@ -79,7 +80,7 @@ def enumerate_best(step, h0, ctx, V, max_len, alpha):
                 logp, h = step(jnp.array([last]), h, ctx[None])
                 total += float(logp[0, tok])
                 last = tok
-            out.append((total / float(seq2seq.length_penalty(n, alpha)), seq))
+            out.append((total / float(models.length_penalty(n, alpha)), seq))
     return sorted(out, key=lambda x: -x[0])
 
 
@@ -91,7 +92,7 @@ def test_beam_search_finds_the_enumerated_best(alpha):
     h0 = jnp.asarray(rng.normal(size=(3, H)), jnp.float32)
     ctx = jnp.asarray(rng.normal(size=(3, H)), jnp.float32)
     K = 64   # >= all 3 + 9 + 27 + 81 hypotheses' prefixes per step: exact search
-    hyps = jax.jit(lambda s, c: seq2seq.beam_search(step, s, c, beam_size=K, bos=BOS, eos=EOS,
+    hyps = jax.jit(lambda s, c: models.beam_search(step, s, c, beam_size=K, bos=BOS, eos=EOS,
                                                     max_len=L, alpha=alpha))(h0, ctx)
     for b in range(3):
         ref = enumerate_best(step, h0[b], ctx[b], V, L, alpha)
@@ -103,9 +104,9 @@ def test_beam_search_finds_the_enumerated_best(alpha):
         top = [float(x) for x in hyps.normalized[b, :10]]
         np.testing.assert_allclose(top, [s for s, _ in ref[:10]], rtol=1e-5)
     # a small beam also finds it here, and it is never worse than greedy
-    small = seq2seq.beam_search(step, h0, ctx, beam_size=3, bos=BOS, eos=EOS, max_len=L,
+    small = models.beam_search(step, h0, ctx, beam_size=3, bos=BOS, eos=EOS, max_len=L,
                                 alpha=alpha)
-    g = seq2seq.greedy(step, h0, ctx, bos=BOS, eos=EOS, max_len=L, alpha=alpha)
+    g = models.greedy(step, h0, ctx, bos=BOS, eos=EOS, max_len=L, alpha=alpha)
     assert np.all(np.asarray(small.normalized[:, 0]) >= np.asarray(g.normalized) - 1e-6)
 
 
@@ -116,9 +117,9 @@ def test_beam_width_one_equals_greedy():
     h0 = jnp.asarray(rng.normal(size=(8, H)), jnp.float32)
     ctx = jnp.asarray(rng.normal(size=(8, H)), jnp.float32)
     for alpha in (0.0, 0.6):
-        g = jax.jit(lambda s, c: seq2seq.greedy(step, s, c, bos=BOS, eos=EOS, max_len=L,
+        g = jax.jit(lambda s, c: models.greedy(step, s, c, bos=BOS, eos=EOS, max_len=L,
                                                 alpha=alpha))(h0, ctx)
-        b = jax.jit(lambda s, c: seq2seq.beam_search(step, s, c, beam_size=1, bos=BOS, eos=EOS,
+        b = jax.jit(lambda s, c: models.beam_search(step, s, c, beam_size=1, bos=BOS, eos=EOS,
                                                      max_len=L, alpha=alpha))(h0, ctx)
         np.testing.assert_array_equal(np.asarray(b.tokens[:, 0]), np.asarray(g.tokens))
         np.testing.assert_array_equal(np.asarray(b.lengths[:, 0]), np.asarray(g.lengths))
@@ -131,7 +132,7 @@ def test_finished_hypotheses_are_never_extended():
     rng = np.random.default_rng(4)
     h0 = jnp.asarray(rng.normal(size=(4, H)), jnp.float32)
     ctx = jnp.asarray(rng.normal(size=(4, H)), jnp.float32)
-    hyps = seq2seq.beam_search(step, h0, ctx, beam_size=4, bos=BOS, eos=EOS, max_len=L)
+    hyps = models.beam_search(step, h0, ctx, beam_size=4, bos=BOS, eos=EOS, max_len=L)
     tokens, lengths = np.asarray(hyps.tokens), np.asarray(hyps.lengths)
     assert np.any(lengths < L)
     for b in range(4):
@@ -158,7 +159,7 @@ def test_decoders_stop_early_and_do_not_retrace():
     @jax.jit
     def run(h, c):
         calls.append(1)
-        return seq2seq.beam_search(step, h, c, beam_size=2, bos=BOS, eos=EOS, max_len=50)
+        return models.beam_search(step, h, c, beam_size=2, bos=BOS, eos=EOS, max_len=50)
     run(h0, h0)
     run(h0 + 1, h0)
     assert len(calls) == 1
@@ -168,7 +169,7 @@ def test_decoders_stop_early_and_do_not_retrace():
 
 @pytest.mark.parametrize("attention", ["additive", "general", "none"])
 def test_teacher_forcing_equals_stepwise_decoding(attention):
-    m = seq2seq.Seq2Seq(11, 9, embed_size=6, hidden_size=8, enc_layers=2, dec_layers=2,
+    m = models.Seq2Seq(11, 9, embed_size=6, hidden_size=8, enc_layers=2, dec_layers=2,
                         attention=attention)
     p = m.init(jax.random.PRNGKey(0))
     src = jnp.array([[3, 4, 5, 6, 0, 0], [7, 8, 9, 10, 3, 4]])
@@ -197,7 +198,7 @@ def test_tiny_model_learns_to_reverse():
     greedy and beam decoding reproduce them."""
     import optax
     V = 8   # 0 pad, 1 eos, 2 bos, 3..7 symbols
-    m = seq2seq.Seq2Seq(V, V, embed_size=16, hidden_size=32, attention="general")
+    m = models.Seq2Seq(V, V, embed_size=16, hidden_size=32, attention="general")
     rng = np.random.default_rng(0)
     src = rng.integers(3, V, size=(256, 4)).astype(np.int32)
     tgt = np.concatenate([src[:, ::-1], np.full((256, 1), EOS)], 1).astype(np.int32)
@@ -216,7 +217,8 @@ def test_tiny_model_learns_to_reverse():
         sl = jax.lax.dynamic_slice_in_dim
         args = [sl(jnp.asarray(a), (i % 8) * 32, 32) for a in (src, lens, tgt_in, tgt)]
         loss, g = jax.value_and_grad(loss_fn)(p, *args)
-        u, st = opt.update(g, st, p)
+        with jax.numpy_dtype_promotion("standard"):   # optax's bias correction: float ** int32
+            u, st = opt.update(g, st, p)
         return optax.apply_updates(p, u), st, loss
 
     for i in range(200):
@@ -225,10 +227,102 @@ def test_tiny_model_learns_to_reverse():
     @jax.jit
     def decode(p, s, l):
         state, ctx = m.start(p, s, l)
-        g = seq2seq.greedy(m.decode_fn(p), state, ctx, bos=BOS, eos=EOS, max_len=8)
-        b = seq2seq.beam_search(m.decode_fn(p), state, ctx, beam_size=3, bos=BOS, eos=EOS,
+        g = models.greedy(m.decode_fn(p), state, ctx, bos=BOS, eos=EOS, max_len=8)
+        b = models.beam_search(m.decode_fn(p), state, ctx, beam_size=3, bos=BOS, eos=EOS,
                                 max_len=8)
         return g, b
     g, b = decode(p, jnp.asarray(src[:16]), jnp.asarray(lens[:16]))
     np.testing.assert_array_equal(np.asarray(g.tokens[:, :5]), tgt[:16])
     np.testing.assert_array_equal(np.asarray(b.tokens[:, 0, :5]), tgt[:16])
+
+
+def _old_decoder(m, params, state, x):
+    """The decoder as it was before it became a jr.stack: each cell's step in turn."""
+    new = []
+    for cell, p, c in zip(m.cells, params["decoder"], state.carries):
+        c = cell.step(p, c, x)
+        x = cell.output(c)
+        new.append(c)
+    return x, tuple(new)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru_cho"])
+def test_decoder_is_a_stack_with_the_cells_numbers(cell):
+    """The decoder runs as one jr.stack step: params["decoder"] is a tuple of per-layer params,
+    and without dropout its numbers are those of the cells stepped in turn."""
+    import jaxrnn as jr
+    m = models.Seq2Seq(11, 9, embed_size=6, hidden_size=8, dec_layers=3, cell=cell,
+                       attention="general", dropout=0.3)
+    p = m.init(jax.random.PRNGKey(0))
+    assert isinstance(p["decoder"], tuple) and len(p["decoder"]) == 3
+    assert isinstance(m.decoder, jr.Layer)
+    src, n = jnp.array([3, 4, 5, 0]), jnp.array(3)
+    context, state = m.encode(p, src, n)
+    for tok in [BOS, 5, 6]:
+        x = jnp.concatenate([p["tgt_embed"][tok], state.feed], axis=-1)
+        h_old, c_old = _old_decoder(m, p, state, x)
+        h_new, c_new = m.decoder.step(p["decoder"], state.carries, x)
+        np.testing.assert_allclose(np.asarray(h_new), np.asarray(h_old), rtol=1e-6, atol=1e-7)
+        ht, state, _ = m.step(p, context, state, jnp.array(tok))
+        for a, b in zip(jax.tree.leaves(state.carries), jax.tree.leaves(c_old)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+
+def test_decoder_dropout_on_its_input_and_between_layers():
+    """With a key, the step drops the decoder input (first half of the key) and the outputs of
+    every decoder layer but the last (the stack's rule, from the second half)."""
+    import jaxrnn as jr
+    rate = 0.5
+    m = models.Seq2Seq(11, 9, embed_size=6, hidden_size=8, dec_layers=2, attention="none",
+                       dropout=rate)
+    p = m.init(jax.random.PRNGKey(0))
+    context, state = m.encode(p, jnp.array([3, 4, 5]), jnp.array(3))
+    key = jax.random.PRNGKey(4)
+    ht, new, _ = m.step(p, context, state, jnp.array(BOS), key)
+    k_in, k_dec = jax.random.split(key)
+    k_layers = jax.random.split(k_dec, 4)           # layer i: 2i, the dropout after it: 2i + 1
+    x = jnp.concatenate([p["tgt_embed"][BOS], state.feed], axis=-1)
+    x = jr.dropout(k_in, x, rate)
+    c1 = m.cells[0].step(p["decoder"][0], state.carries[0], x)
+    h1 = jr.dropout(k_layers[1], m.cells[0].output(c1), rate)
+    assert np.any(np.asarray(h1) == 0.0)
+    c2 = m.cells[1].step(p["decoder"][1], state.carries[1], h1)
+    for a, b in zip(jax.tree.leaves(new.carries), jax.tree.leaves((c1, c2))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+    # no key: no dropout anywhere
+    ht0, _, _ = m.step(p, context, state, jnp.array(BOS))
+    assert np.abs(np.asarray(ht - ht0)).max() > 1e-3
+    lg, _ = m.teacher_forced(p, jnp.array([3, 4, 5]), jnp.array(3), jnp.array([BOS, 5, 6]),
+                             key=jax.random.PRNGKey(1))
+    assert np.all(np.isfinite(np.asarray(lg)))
+
+
+def test_cells_come_from_the_registry():
+    from jaxrnn.cells import registry
+    with pytest.raises(ValueError, match="unknown cell 'lstmm'"):
+        models.Seq2Seq(5, 5, cell="lstmm")
+    with pytest.raises(ValueError, match="unknown option 'peepole'"):
+        models.Seq2Seq(5, 5, cell="lstm", cell_options={"peepole": True})
+    with pytest.raises(ValueError, match="proj_size"):
+        models.Seq2Seq(5, 5, hidden_size=8, cell="lstm", cell_options={"proj_size": 4})
+    with pytest.raises(ValueError, match="spatial"):
+        models.Seq2Seq(5, 5, hidden_size=8, cell="conv_lstm")
+    # a cell whose carry has no h field: the bridge cannot set it
+    if "_test_seq2seq_no_h" not in registry.names():
+        from typing import NamedTuple
+
+        class NoH(NamedTuple):
+            s: jax.Array
+
+        def no_h(hidden_size, **kw):
+            c = registry.make("gru", hidden_size)
+            return c._replace(initial_carry=lambda p, batch_shape=(): NoH(
+                jnp.zeros(tuple(batch_shape) + (hidden_size,))))
+        registry.register("_test_seq2seq_no_h", no_h)
+    with pytest.raises(ValueError, match="without an 'h' field"):
+        models.Seq2Seq(5, 5, hidden_size=8, cell="_test_seq2seq_no_h")
+    for name in ("mgu", "simple_rnn", "lstm_peephole"):
+        m = models.Seq2Seq(7, 7, embed_size=4, hidden_size=6, cell=name, attention="additive")
+        p = m.init(jax.random.PRNGKey(0))
+        lg, _ = m.teacher_forced(p, jnp.array([3, 4]), jnp.array(2), jnp.array([BOS, 3]))
+        assert lg.shape == (2, 7) and np.all(np.isfinite(np.asarray(lg)))

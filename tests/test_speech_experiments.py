@@ -11,7 +11,8 @@ pytest.importorskip("jaxrnn.train")
 
 from experiments import connected_digits, digits  # noqa: E402
 from jaxrnn.train import load_config, read_metrics, train_and_evaluate  # noqa: E402
-from jaxrnn.train.config import ConfigError, data_root  # noqa: E402
+from jaxrnn.train.config import ConfigError  # noqa: E402
+from tests._paths import data_root  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FSDD = data_root() / "fsdd" / "recordings"

@@ -169,7 +169,7 @@ def test_ner_segmenter_words_and_lexicon(tmp_path):
     """Weibo-style position digits give the training words (a word starts at position 0), and
     the lexicon bits of a character model come from them."""
     from experiments import ner
-    from jaxrnn.text.tagger import CharInput, TaggerConfig
+    from jaxrnn.models.tagger import CharInput, TaggerConfig
     path = tmp_path / "w.txt"
     path.write_text("我0\tO\n爱0\tO\n北0\tB-LOC\n京1\tI-LOC\n天0\tO\n安1\tO\n门2\tO\n",
                     encoding="utf-8")

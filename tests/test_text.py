@@ -1,4 +1,4 @@
-"""jaxrnn.text and jaxrnn.heads.embed: readers, vocabulary, bucketing, scorers, char features."""
+"""jaxrnn.text and jaxrnn.models.embed: readers, vocabulary, bucketing, scorers, char features."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxrnn import text
-from jaxrnn.heads import embed
+from jaxrnn.models import embed
 
 
 def write(tmp_path, name, content):
@@ -209,7 +209,7 @@ def test_char_features_ignore_padding(make):
 
 
 def test_char_input_normalization_and_bigrams():
-    from jaxrnn.text.tagger import CharInput, TaggerConfig
+    from jaxrnn.models.tagger import CharInput, TaggerConfig
     inp = CharInput([list("年2015ＡＢ")], TaggerConfig(bigram_size=4, char_classes=True))
     x = inp.encode(list("年3ｃ"))           # NFKC: full-width to ASCII; then digit and letter classes
     assert inp.chars.decode(x["uni"]) == ["年", "0", "a"]
@@ -235,7 +235,7 @@ def _lexicon_bits_by_definition(chars, lexicon, max_len):
 
 
 def test_char_input_lexicon_bits_and_jackknife_folds():
-    from jaxrnn.text.tagger import CharInput, TaggerConfig
+    from jaxrnn.models.tagger import CharInput, TaggerConfig
     words = [["我", "爱", "北京"], ["北京", "大学"], ["天安门", "广场"], ["北京大学", "很", "大"]]
     chars = [list("".join(w)) for w in words]
     cfg = TaggerConfig(lexicon_max_len=4, lexicon_folds=2)

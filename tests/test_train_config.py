@@ -21,7 +21,7 @@ def _write(tmp_path, data, name="c.yaml"):
 
 def test_tiny_config_loads_with_defaults_from_the_schema():
     cfg = load_config(TINY)
-    assert cfg.experiment == "charlm"
+    assert cfg.experiment == "experiments.charlm"
     assert cfg.train.steps == 40 and cfg.model.hidden_size == 32
     assert cfg.optimizer.learning_rate == pytest.approx(3e-3)  # "3e-3" is a str to PyYAML
     assert cfg.optimizer.b2 == 0.999  # not in the file: the schema's default
@@ -29,7 +29,7 @@ def test_tiny_config_loads_with_defaults_from_the_schema():
 
 
 def test_unknown_key_in_file_is_named_with_a_suggestion(tmp_path):
-    path = _write(tmp_path, {"experiment": "charlm", "train": {"stpes": 3}})
+    path = _write(tmp_path, {"experiment": "experiments.charlm", "train": {"stpes": 3}})
     with pytest.raises(C.ConfigError, match=r"unknown config key 'train\.stpes'.*train\.steps"):
         load_config(path)
 
@@ -44,7 +44,8 @@ def test_unknown_key_from_set():
 @pytest.mark.parametrize("item,pattern", [
     ("train.steps=abc", r"train\.steps: expected int, got str 'abc'"),
     ("train.steps=1.5", r"train\.steps: expected int, got float"),
-    ("model.cell=transformer", r"model\.cell: expected one of 'lstm'"),
+    ("model.cell=transformer", r"model\.cell: unknown cell 'transformer'.*lstm_peephole"),
+    ("model.cell=3", r"model\.cell: expected a cell name, got int"),
     ("optimizer.clip_norm=[1]", r"optimizer\.clip_norm: expected float or null"),
     ("train.progress=maybe", r"train\.progress: expected bool or null"),
     ("model=3", r"model: expected a mapping"),
@@ -77,8 +78,14 @@ def test_missing_data_file_names_the_key_and_path(tmp_path, monkeypatch):
 def test_missing_config_and_unknown_experiment(tmp_path):
     with pytest.raises(C.ConfigError, match="config file not found"):
         load_config(str(tmp_path / "none.yaml"))
-    with pytest.raises(C.ConfigError, match="unknown experiment 'nosuch'"):
+    with pytest.raises(C.ConfigError, match="is a folder"):
+        load_config(str(tmp_path))
+    with pytest.raises(C.ConfigError, match="no module named 'nosuch'.*'experiments.nosuch'"):
         load_config(_write(tmp_path, {"experiment": "nosuch"}))
+    with pytest.raises(C.ConfigError, match="must name its experiment module"):
+        load_config(_write(tmp_path, {"seed": 1}))
+    with pytest.raises(C.ConfigError, match="no config given"):
+        load_config(None)
 
 
 def test_workdir_config_must_match_except_steps(tmp_path):
@@ -141,3 +148,63 @@ def test_plot_file_names_are_safe(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
     paths = plot_metrics(tmp_path)
     assert [p.name for p in paths] == ["plot_f1_corporation.png"] and paths[0].is_file()
+
+
+# --------------------------------------------------------------------------- the data root
+
+def _charlm_config(tmp_path, **extra):
+    data = {"experiment": "experiments.charlm", "data": {"path": "tiny/input.txt"}, **extra}
+    return _write(tmp_path, data)
+
+
+def _text(folder):
+    (folder / "tiny").mkdir(parents=True, exist_ok=True)
+    (folder / "tiny" / "input.txt").write_text("hello world\n" * 20)
+    return str((folder / "tiny" / "input.txt").resolve())
+
+
+def test_data_root_precedence(tmp_path, monkeypatch):
+    """--data-dir, then $JAXRNN_DATA, then the config's data_root (relative to the config
+    file, not to the working directory); the run's config records the root it read from."""
+    monkeypatch.delenv("JAXRNN_DATA", raising=False)
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "conf" / "data"
+    fa, fb, fc = _text(a), _text(b), _text(c)
+    cfg_dir = tmp_path / "conf"
+    path = _charlm_config(cfg_dir, data_root="data")
+    monkeypatch.chdir(tmp_path)                       # the root follows the file, not the cwd
+    assert load_config(path).data.path == fc
+    assert load_config(path).data_root == str(c.resolve())
+    monkeypatch.setenv("JAXRNN_DATA", str(b))
+    assert load_config(path).data.path == fb
+    cfg = load_config(path, data_dir=str(a))
+    assert cfg.data.path == fa and cfg.data_root == str(a.resolve())
+
+
+def test_relative_data_path_without_a_root_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("JAXRNN_DATA", raising=False)
+    path = _charlm_config(tmp_path)
+    with pytest.raises(C.ConfigError, match=r"data\.path: 'tiny/input.txt' is a relative path "
+                                            r"and no data root is set.*--data-dir"):
+        load_config(path)
+    # an absolute path needs no root
+    f = _text(tmp_path)
+    assert load_config(path, [f"data.path={f}"]).data.path == f
+
+
+def test_resume_accepts_a_moved_data_root(tmp_path, monkeypatch):
+    """A run folder's config stores paths relative to its root, so the data may move."""
+    monkeypatch.delenv("JAXRNN_DATA", raising=False)
+    old, new = tmp_path / "old", tmp_path / "new"
+    _text(old)
+    fnew = _text(new)
+    cfg = load_config(_charlm_config(tmp_path), data_dir=str(old))
+    wd = tmp_path / "run"
+    wd.mkdir()
+    C.dump_yaml(C.relativize_paths(cfg), wd / "config.yaml")
+    assert yaml.safe_load((wd / "config.yaml").read_text())["data"]["path"] == "tiny/input.txt"
+    moved = load_config(None, [], wd, data_dir=str(new))
+    assert moved.data.path == fnew
+    with pytest.raises(C.ConfigError, match="data file not found"):
+        import shutil
+        shutil.rmtree(old)
+        load_config(None, [], wd)

@@ -1,15 +1,15 @@
 """Config-driven training: schema, loop, checkpoints, metrics, plots, data parallelism.
 
     from jaxrnn.train import load_config, train_and_evaluate
-    cfg = load_config("configs/charlm_tiny.yaml", ["train.steps=60"])
+    cfg = load_config("configs/charlm_tiny.yaml", ["train.steps=60"])   # names its experiment
     train_and_evaluate(cfg, "runs/tiny")
 
 See ``docs/training.md`` for the experiment interface.
 """
 
 from jaxrnn.train.checkpoint import Checkpoints
-from jaxrnn.train.config import (BaseConfig, ConfigError, DistributedConfig, OptimizerConfig,
-                                 TrainConfig, data_path, data_root, repo_root)
+from jaxrnn.train.config import (BaseConfig, CellName, ConfigError, DistributedConfig,
+                                 OptimizerConfig, TrainConfig, data_path, data_root)
 from jaxrnn.train.experiment import Task, load_experiment
 from jaxrnn.train.loop import (NonFiniteLossError, TrainState, eval_params, load_config,
                                load_params, prepare, train_and_evaluate)
@@ -19,9 +19,9 @@ from jaxrnn.train.plots import plot_metrics
 from jaxrnn.train.sharding import Runtime, make_runtime
 
 __all__ = [
-    "BaseConfig", "Checkpoints", "ConfigError", "DistributedConfig", "MetricsWriter",
+    "BaseConfig", "CellName", "Checkpoints", "ConfigError", "DistributedConfig", "MetricsWriter",
     "NonFiniteLossError", "OptimizerConfig", "Runtime", "Task", "TrainConfig", "TrainState",
     "data_path", "data_root", "eval_params", "load_config", "load_experiment", "load_params",
-    "make_optimizer", "make_runtime", "make_schedule", "plot_metrics", "prepare", "read_metrics", "repo_root",
+    "make_optimizer", "make_runtime", "make_schedule", "plot_metrics", "prepare", "read_metrics",
     "train_and_evaluate",
 ]

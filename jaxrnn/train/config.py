@@ -10,7 +10,8 @@ Validation happens before anything is compiled:
 - an unknown key is an error naming the full key (``train.stpes``) and the closest valid one;
 - a value of the wrong type is an error naming the key, the expected type and the value;
 - a field marked with :func:`data_path` must name an existing file once resolved against the data
-  root (``$JAXRNN_DATA``, else ``<repo>/../shared/data``); the error names the key and the path.
+  root (see :func:`data_root`); the error names the key and the path;
+- ``model.cell`` fields typed :data:`CellName` must name a cell of :mod:`jaxrnn.cells.registry`.
 
 ``--set key=value`` overrides are parsed as YAML scalars and type checked against the schema
 the same way.
@@ -31,8 +32,8 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 __all__ = [
-    "ConfigError", "BaseConfig", "OptimizerConfig", "TrainConfig", "DistributedConfig",
-    "data_path", "data_root", "repo_root", "from_dict", "to_dict", "load_yaml", "apply_overrides",
+    "CellName", "ConfigError", "BaseConfig", "OptimizerConfig", "TrainConfig", "DistributedConfig",
+    "DATA_ENV", "data_path", "data_root", "from_dict", "to_dict", "load_yaml", "apply_overrides",
     "resolve_paths", "relativize_paths", "dump_yaml", "diff_configs",
 ]
 
@@ -43,21 +44,29 @@ class ConfigError(ValueError):
 
 # --------------------------------------------------------------------------- locations
 
-def repo_root() -> Path:
-    """The repository root (the folder holding ``jaxrnn/`` and ``configs/``)."""
-    return Path(__file__).resolve().parents[2]
+DATA_ENV = "JAXRNN_DATA"
 
 
-def data_root() -> Path:
-    """``$JAXRNN_DATA`` if set, else ``<repo>/../shared/data``."""
-    env = os.environ.get("JAXRNN_DATA")
-    if env:
-        return Path(env).expanduser().resolve()
-    return (repo_root().parent / "shared" / "data").resolve()
+def data_root(configured: Optional[str] = None, override: Optional[str] = None) -> Optional[Path]:
+    """The folder that relative :func:`data_path` fields are read from, or None if none is set.
+
+    In order: ``override`` (the CLI's ``--data-dir``), ``$JAXRNN_DATA``, then ``configured`` (a
+    config's ``data_root`` key, already made absolute against the config file's folder by
+    :func:`load_yaml`). The library has no built-in location: it installs and runs without this
+    repository, whose configs set ``data_root: ../../shared/data``."""
+    for value in (override, os.environ.get(DATA_ENV), configured):
+        if value:
+            return Path(os.path.expanduser(str(value))).resolve()
+    return None
+
+
+class CellName(str):
+    """A config field type: the name of a cell in :mod:`jaxrnn.cells.registry` (checked when
+    the config is read, before any data is loaded)."""
 
 
 def data_path(default: Optional[str] = None, *, required: bool = True):
-    """A config field naming a data file, relative to :func:`data_root` unless absolute.
+    """A config field naming a data file (or folder), relative to the data root unless absolute.
 
     ``required=False`` lets the field be empty (``None`` or ``""``)."""
     return field(default=default, metadata={"data_path": True, "required": required})
@@ -125,8 +134,15 @@ class DistributedConfig:
 
 @dataclass
 class BaseConfig:
-    """Fields every experiment shares. Subclasses add ``data`` and ``model`` sections."""
-    experiment: str = "charlm"
+    """Fields every experiment shares. Subclasses add ``data`` and ``model`` sections.
+
+    ``experiment`` is required: the importable module that defines the experiment
+    (``experiments.charlm`` in this repository, or any module of the user's; see
+    :func:`jaxrnn.train.load_experiment`). ``data_root`` is the folder relative data paths are
+    read from (relative to the config file's folder; ``--data-dir`` and ``$JAXRNN_DATA`` win
+    over it)."""
+    experiment: str = ""
+    data_root: Optional[str] = None
     seed: int = 0
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -151,6 +167,8 @@ def _type_name(tp) -> str:
         return f"list of {_type_name(args[0])}" if args else "list"
     if dataclasses.is_dataclass(tp):
         return f"a mapping ({tp.__name__})"
+    if tp is CellName:
+        return "a cell name"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -196,6 +214,15 @@ def _convert(value, tp, key: str):
         if isinstance(value, dict):
             return dict(value)
         raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+    if tp is CellName:
+        from jaxrnn.cells import registry
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a cell name, got {type(value).__name__} {value!r}")
+        try:
+            registry.get(value)
+        except ValueError as e:
+            raise ConfigError(f"{key}: {e}") from None
+        return value
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -282,6 +309,10 @@ def load_yaml(path) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    root = data.get("data_root")
+    if isinstance(root, str) and root and not Path(os.path.expanduser(root)).is_absolute():
+        # a config's data root is relative to the config file, so the file works from any cwd
+        data["data_root"] = str((path.resolve().parent / root).resolve())
     return data
 
 
@@ -331,8 +362,11 @@ def apply_overrides(data: dict, overrides) -> dict:
 def resolve_paths(cfg, root: Optional[Path] = None, *, prefix: str = ""):
     """Resolves every :func:`data_path` field against the data root and checks it exists.
 
-    Returns a new config with absolute paths. The error names the key and the path."""
-    root = data_root() if root is None else Path(root)
+    ``root`` defaults to :func:`data_root` of the config's own ``data_root``. Returns a new
+    config with absolute paths; the error names the key and the path, and says how to set the
+    root when a relative path has none."""
+    if root is None and not prefix:
+        root = data_root(getattr(cfg, "data_root", None))
     changes = {}
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)
@@ -346,19 +380,27 @@ def resolve_paths(cfg, root: Optional[Path] = None, *, prefix: str = ""):
                 continue
             p = Path(os.path.expanduser(v))
             if not p.is_absolute():
-                p = root / p
+                if root is None:
+                    raise ConfigError(
+                        f"{key}: {v!r} is a relative path and no data root is set: set "
+                        f"data_root in the config, pass --data-dir, or set ${DATA_ENV}")
+                p = Path(root) / p
             if not p.exists():
-                raise ConfigError(
-                    f"{key}: data file not found: {p} (relative paths are resolved against "
-                    f"the data root {root}; set JAXRNN_DATA to change it)")
+                where = (f" (relative paths are resolved against the data root {root}; set it "
+                         f"with data_root, --data-dir or ${DATA_ENV})" if root is not None else "")
+                raise ConfigError(f"{key}: data file not found: {p}{where}")
             changes[f.name] = str(p.resolve())
     return dataclasses.replace(cfg, **changes)
 
 
 def relativize_paths(cfg, root: Optional[Path] = None):
     """The inverse of :func:`resolve_paths` for files under the data root (so a run folder's
-    ``config.yaml`` stays valid when the data root moves); other paths stay absolute."""
-    root = data_root() if root is None else Path(root)
+    ``config.yaml`` stays valid when the data root moves: pass ``--data-dir``); other paths
+    stay absolute."""
+    if root is None:
+        root = data_root(getattr(cfg, "data_root", None))
+        if root is None:
+            return cfg
     changes = {}
     for f in dataclasses.fields(cfg):
         v = getattr(cfg, f.name)

@@ -1,6 +1,7 @@
-"""The experiment interface: what a task gives the runner, and how the runner finds it.
+"""The task interface: what an experiment gives the runner, and how the runner finds it.
 
-An experiment is a Python module (``experiments/<name>.py``, or any importable dotted path) with
+An experiment is any importable Python module (``experiments.charlm`` in this repository, or a
+module of the user's, named by the config's ``experiment`` key) with
 
 ``Config``
     its schema: a dataclass extending :class:`~jaxrnn.train.config.BaseConfig` with ``data`` and
@@ -9,12 +10,17 @@ An experiment is a Python module (``experiments/<name>.py``, or any importable d
     reads the data and returns a :class:`Task`. ``runtime`` (a
     :class:`~jaxrnn.train.sharding.Runtime`) has the mesh and ``shard_batch`` for evaluation code.
 
-The runner does the rest: optimizer, ``jit``, sharding, checkpoints, metrics, plots, CLI.
+The runner does the rest: optimizer, ``jit``, sharding, checkpoints, metrics, plots, CLI. It
+never imports a task: everything task-specific reaches it through the config's module name.
+A module may also define extra commands the CLI looks up by name (the way big_vision's trainer
+finds evaluators): ``evaluate_ensemble(members, path=None)`` for ``jaxrnn evaluate --ensemble``.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, Optional
@@ -26,8 +32,9 @@ __all__ = ["Task", "load_experiment"]
 
 @dataclass
 class Task:
-    """What an experiment provides (every function is pure except ``train_batch`` and the
-    host-side ``evaluate`` / ``generate`` / ``predict``).
+    """What an experiment provides: ``init``, ``loss``, ``train_batch`` and ``evaluate`` are the
+    interface; the rest are optional hooks for the CLI's commands. Experiments may subclass it
+    to carry more (the tagging experiments' ``TaggingTask`` adds what ensembles need).
 
     Attributes:
       init: ``key -> params``.
@@ -48,11 +55,6 @@ class Task:
       predict: ``(params, input_path, output_path) -> None``, writing predictions for a file
         (``jaxrnn predict``).
       units: ``(count_per_step, name)`` for the progress bar's throughput, e.g. ``(B*T, "char")``.
-      scores: ``(params, token_seqs) -> (per-sequence score arrays, shared output params,
-        labels)`` for ensembles (the tagging tasks: emissions ``[n, K]``, the CRF, tag names).
-      evaluate_ensemble: ``(members, path=None) -> {metric: float}``: scores dev (or a file)
-        with several trained models combined, ``members`` a list of ``(task, params)`` whose
-        tasks have ``scores`` (``jaxrnn evaluate --ensemble DIR ...``).
     """
     init: Callable[[Any], Any]
     loss: Callable[..., Any]
@@ -63,29 +65,48 @@ class Task:
     generate: Optional[Callable[..., str]] = None
     predict: Optional[Callable[..., None]] = None
     units: Optional[tuple] = None
-    scores: Optional[Callable[..., Any]] = None
-    evaluate_ensemble: Optional[Callable[..., dict]] = None
 
 
 def load_experiment(name: str) -> ModuleType:
-    """The experiment module for ``name``: ``experiments.<name>`` or a dotted module path."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"experiment: expected a name, got {name!r}")
-    candidates = [name] if "." in name else [f"experiments.{name}"]
-    for mod_name in candidates:
-        try:
-            mod = importlib.import_module(mod_name)
-        except ModuleNotFoundError as e:
-            if e.name and (mod_name == e.name or mod_name.startswith(e.name + ".")):
-                continue
-            raise
-        for attr in ("Config", "build"):
-            if not hasattr(mod, attr):
-                raise ConfigError(f"experiment {name!r} ({mod.__file__}) has no {attr}")
-        return mod
+    """The experiment module named by a config's ``experiment`` key.
+
+    ``name`` is an importable module path (``experiments.charlm``, ``mypkg.tasks.lm``). Like
+    ``python -m``, the current working directory is searched too, so the repository's
+    ``experiments`` package (which is not installed with the library) and a user's own module
+    beside their config are found without installing them."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("experiment: the config must name its experiment module, e.g. "
+                          "'experiment: experiments.charlm' (a module defining Config and build)")
     try:
-        from experiments import available
-        known = ", ".join(available())
-    except Exception:  # noqa: BLE001 - only for the message
-        known = "?"
-    raise ConfigError(f"experiment: unknown experiment {name!r} (known: {known})")
+        mod = _import(name)
+    except ModuleNotFoundError as e:
+        if e.name and (name == e.name or name.startswith(e.name + ".")):
+            hint = ""
+            if "." not in name:
+                hint = (f"; this repository's experiments are named by module path, e.g. "
+                        f"'experiments.{name}'")
+            raise ConfigError(f"experiment: no module named {name!r} (searched the Python path "
+                              f"and the working directory {os.getcwd()}){hint}") from None
+        raise
+    for attr in ("Config", "build"):
+        if not hasattr(mod, attr):
+            raise ConfigError(f"experiment {name!r} ({getattr(mod, '__file__', '?')}) defines no "
+                              f"{attr}: an experiment module needs Config and build")
+    return mod
+
+
+def _import(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        # only retry when it is ``name`` itself (or a parent package) that is missing, not a
+        # module it imports
+        ours = e.name is not None and (name == e.name or name.startswith(e.name + "."))
+        cwd = os.getcwd()
+        if not ours or cwd in sys.path:
+            raise
+    # not on the path: search the working directory, as ``python -m`` does (kept on the path
+    # afterwards, since the module's own later imports need it too)
+    sys.path.append(cwd)
+    importlib.invalidate_caches()
+    return importlib.import_module(name)

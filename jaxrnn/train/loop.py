@@ -16,6 +16,7 @@ Exact resume rests on three rules:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -35,14 +36,14 @@ from jaxrnn.train.metrics import MetricsWriter, truncate_metrics
 from jaxrnn.train.optim import ema_decay_at, make_optimizer, make_schedule
 from jaxrnn.train.sharding import Runtime, make_runtime
 
-__all__ = ["TrainState", "eval_params", "NonFiniteLossError", "load_config",
+__all__ = ["TrainState", "eval_params", "NonFiniteLossError", "load_config", "config_path",
            "train_and_evaluate", "Run", "prepare", "CONFIG_FILE"]
 
 CONFIG_FILE = "config.yaml"
 # Changing these on an existing workdir is allowed (they do not change what is computed before
 # the restored step). Anything else must match the workdir's config.
 RESUMABLE_CHANGES = ("train.steps", "train.progress", "train.tensorboard", "train.plots",
-                     "distributed.")
+                     "distributed.", "data_root")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -68,25 +69,34 @@ def eval_params(state: TrainState) -> Any:
 
 # --------------------------------------------------------------------------- configs
 
-def _config_path(arg) -> Path:
+def config_path(arg) -> Path:
+    """A config argument: a YAML path, or the name of a file in ``./configs/`` (``charlm_tiny``)."""
     p = Path(arg)
+    if p.is_dir():
+        raise ConfigError(f"config: {arg} is a folder, not a YAML file")
     if p.is_file():
         return p
-    cand = config_lib.repo_root() / "configs" / (arg if str(arg).endswith((".yaml", ".yml"))
-                                                 else f"{arg}.yaml")
+    cand = Path("configs") / (arg if str(arg).endswith((".yaml", ".yml")) else f"{arg}.yaml")
     if cand.is_file():
         return cand
-    raise ConfigError(f"config file not found: {arg} (also looked for {cand})")
+    raise ConfigError(f"config file not found: {arg} (also looked for {cand.resolve()})")
 
 
-def build_config(raw: dict) -> BaseConfig:
-    """Validates a raw dict against its experiment's schema and resolves data paths."""
-    name = raw.get("experiment", BaseConfig.experiment)
+def build_config(raw: dict, data_dir: Optional[str] = None) -> BaseConfig:
+    """Validates a raw dict against its experiment's schema and resolves data paths against
+    the data root (``data_dir``, else ``$JAXRNN_DATA``, else the config's ``data_root``)."""
+    if "experiment" not in raw:
+        raise ConfigError("experiment: the config must name its experiment module, e.g. "
+                          "'experiment: experiments.charlm'")
+    name = raw["experiment"]
     exp = load_experiment(name)
     cfg = config_lib.from_dict(exp.Config, raw)
     if not isinstance(cfg, BaseConfig):
         raise ConfigError(f"experiment {name!r}: Config must extend jaxrnn.train.BaseConfig")
-    cfg = config_lib.resolve_paths(cfg)
+    root = config_lib.data_root(cfg.data_root, data_dir)
+    # the run's config records the root it really read from
+    cfg = dataclasses.replace(cfg, data_root=None if root is None else str(root))
+    cfg = config_lib.resolve_paths(cfg, root)
     check_train_config(cfg)
     return cfg
 
@@ -99,23 +109,25 @@ def check_train_config(cfg: BaseConfig) -> None:
             raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
 
 
-def load_config(config: Optional[str], overrides: Sequence[str] = (), workdir=None,
-                default: str = "charlm") -> BaseConfig:
+def load_config(config: Optional[str], overrides: Sequence[str] = (), workdir=None, *,
+                data_dir: Optional[str] = None) -> BaseConfig:
     """The run's config, validated, before anything is compiled.
 
     - ``workdir`` holding a ``config.yaml`` (a run to resume): that config, with ``overrides``;
-      a ``config`` given as well must agree with it (except ``train.steps`` and display options).
-    - otherwise ``config`` (a path, or a name in ``configs/``; ``default`` when None) with
-      ``overrides``.
-    """
+      a ``config`` given as well must agree with it (except ``train.steps``, display options
+      and the data root, which may move).
+    - otherwise ``config`` (a path, or a name in ``./configs/``) with ``overrides``.
+
+    ``data_dir`` overrides the data root (the CLI's ``--data-dir``)."""
     saved = Path(workdir) / CONFIG_FILE if workdir is not None else None
     if saved is not None and saved.is_file():
         old = config_lib.load_yaml(saved)
-        base = config_lib.load_yaml(_config_path(config)) if config is not None else old
-        cfg = build_config(config_lib.apply_overrides(base, overrides))
-        old_cfg = build_config(old)
-        diffs = [d for d in config_lib.diff_configs(config_lib.to_dict(old_cfg),
-                                                    config_lib.to_dict(cfg))
+        base = config_lib.load_yaml(config_path(config)) if config is not None else old
+        cfg = build_config(config_lib.apply_overrides(base, overrides), data_dir)
+        old_cfg = build_config(old, data_dir)
+        diffs = [d for d in config_lib.diff_configs(
+                     config_lib.to_dict(config_lib.relativize_paths(old_cfg)),
+                     config_lib.to_dict(config_lib.relativize_paths(cfg)))
                  if not d.startswith(RESUMABLE_CHANGES)]
         if diffs:
             raise ConfigError(
@@ -123,8 +135,12 @@ def load_config(config: Optional[str], overrides: Sequence[str] = (), workdir=No
                 f"continue that run. Differences: " + "; ".join(diffs)
                 + ". Use a new --workdir, or drop the config/--set arguments to resume.")
         return cfg
-    path = _config_path(config if config is not None else default)
-    return build_config(config_lib.apply_overrides(config_lib.load_yaml(path), overrides))
+    if config is None:
+        raise ConfigError("no config given (and no run to resume in the workdir): "
+                          "jaxrnn train CONFIG, e.g. jaxrnn train configs/charlm.yaml")
+    path = config_path(config)
+    return build_config(config_lib.apply_overrides(config_lib.load_yaml(path), overrides),
+                        data_dir)
 
 
 # --------------------------------------------------------------------------- setup

@@ -1,20 +1,20 @@
-"""A BiLSTM(-CRF) sequence labeller and the runner plumbing the tagging experiments share.
+"""A BiLSTM(-CRF) sequence labeller.
 
 Inputs (:class:`CharInput` for character-level tasks, :class:`WordInput` for word-level ones)
 turn tokens into id arrays and the ids into vectors; :class:`Tagger` runs them through a deep
 BiLSTM, a linear layer to the tag scores (emissions) and a linear-chain CRF
-(:mod:`jaxrnn.heads.crf`) or a per-token softmax; :func:`tagging_task` wraps it all in a
-:class:`jaxrnn.train.Task` (bucketed batches, jitted Viterbi decoding, scoring, prediction).
+(:mod:`jaxrnn.heads.crf`) or a per-token softmax. The trainer plumbing (bucketed batches,
+jitted decoding, scoring, prediction, ensembles) is the tagging experiments' own
+(``experiments/tagging.py``): the model knows nothing of the trainer.
 
 Everything on the model side is a pure function of one sentence, ``vmap``-ed over the batch.
 """
 
 from __future__ import annotations
 
-import sys
 import unicodedata
 from dataclasses import dataclass
-from typing import Callable, Literal, Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -23,13 +23,11 @@ import optax
 
 import jaxrnn as jr
 from jaxrnn.heads import crf as crf_lib
-from jaxrnn.heads import embed
-from jaxrnn.text.batching import BucketSampler, bucket_boundaries, eval_batches, pad
-from jaxrnn.text.readers import Sentence, read_lines
+from jaxrnn.models import embed
+from jaxrnn.text.batching import pad
 from jaxrnn.text.vocab import Vocab
 
-__all__ = ["TaggerConfig", "BatchConfig", "CharInput", "WordInput", "Tagger", "tagging_task",
-           "normalize_char"]
+__all__ = ["TaggerConfig", "CharInput", "WordInput", "Tagger", "normalize_char"]
 
 
 @dataclass
@@ -74,15 +72,6 @@ class TaggerConfig:
     constrain: bool = True
     # time steps per loop iteration of the BiLSTMs (None: the backend's measured plan)
     unroll: Optional[int] = None
-
-
-@dataclass
-class BatchConfig:
-    """Bucketing (section ``data.batching``): padded lengths are multiples of ``bucket_width``
-    growing by about ``bucket_ratio``, so each jit-compiled step sees only a few shapes."""
-    bucket_width: int = 8
-    bucket_ratio: float = 1.3
-    eval_batch_size: int = 128
 
 
 def normalize_char(c: str) -> str:
@@ -309,7 +298,7 @@ class Tagger:
         H = self.rnn.output_size
         return {"input": self.inp.init(k_in),
                 "rnn": self.rnn.init(k_rnn, self.inp.output_size),
-                "out": {"w": jax.random.normal(k_out, (H, self.K)) / np.sqrt(H),
+                "out": {"w": jax.random.normal(k_out, (H, self.K), jnp.float32) / float(np.sqrt(H)),
                         "b": jnp.zeros((self.K,), jnp.float32)},
                 "crf": crf_lib.init(self.K)}
 
@@ -321,9 +310,11 @@ class Tagger:
         h = jr.dropout(keys[1], h, p)
         ys, _ = self.rnn.apply(params["rnn"], h, seq_lengths=length, key=keys[2])
         ys = jr.dropout(keys[3], ys, p)
-        return ys @ params["out"]["w"] + params["out"]["b"]
+        em = ys @ params["out"]["w"]                                          # [T, K]
+        return em + jnp.broadcast_to(params["out"]["b"], em.shape)
 
-    def _batch_emissions(self, params, batch, key=None):
+    def batch_emissions(self, params, batch, key=None):
+        """A padded batch (``batch["x"]``, ``batch["length"]``) -> emissions ``[B, T, K]``."""
         n = batch["length"]
         if key is None:
             return jax.vmap(lambda x, l: self.emissions(params, x, l))(batch["x"], n)
@@ -332,154 +323,22 @@ class Tagger:
 
     def loss(self, params, batch, key=None):
         """Negative log-likelihood per token (CRF), or mean token cross-entropy (softmax)."""
-        em = self._batch_emissions(params, batch, key)
+        em = self.batch_emissions(params, batch, key)
         n, tags = batch["length"], batch["tags"]
-        tokens = jnp.maximum(jnp.sum(n), 1)
+        tokens = jnp.maximum(jnp.sum(n), 1).astype(em.dtype)     # a count, divided by as a float
         if self.cfg.crf:
             ll = jax.vmap(crf_lib.log_likelihood, in_axes=(None, 0, 0, 0, None))(
                 params["crf"], em, tags, n, self.constraints)
             return -jnp.sum(ll) / tokens
-        mask = jnp.arange(tags.shape[1])[None, :] < n[:, None]
+        mask = jnp.arange(tags.shape[1], dtype=jnp.int32)[None, :] < jnp.asarray(n, jnp.int32)[:, None]
         ce = optax.softmax_cross_entropy_with_integer_labels(em, tags)
         return jnp.sum(jnp.where(mask, ce, 0.0)) / tokens
 
     def decode(self, params, batch):
         """Best tag ids ``[B, T]`` (Viterbi under the CRF, argmax without)."""
-        em = self._batch_emissions(params, batch)
+        em = self.batch_emissions(params, batch)
         if self.cfg.crf:
             tags, _ = jax.vmap(crf_lib.decode, in_axes=(None, 0, 0, None))(
                 params["crf"], em, batch["length"], self.constraints)
             return tags
-        return jnp.argmax(em, axis=-1)
-
-
-# --------------------------------------------------------------------------- task
-
-def tagging_task(*, model: Tagger, train: Sequence[Sentence], dev: Sequence[Sentence],
-                 batch_size: int, batching: BatchConfig, seed: int, runtime,
-                 read_file: Callable[[str], Sequence[Sentence]],
-                 score: Callable[[Sequence[Sentence], list], dict],
-                 tokenize: Callable[[str], Sequence[str]],
-                 write: Callable[[Sequence[str], Sequence[str]], str]):
-    """A :class:`jaxrnn.train.Task` for a tagger.
-
-    ``read_file(path)`` reads gold sentences in the task's format; ``score(gold, predicted
-    tag lists)`` gives the dev metrics; ``tokenize(line)`` splits a raw line into tokens and
-    ``write(tokens, tags)`` formats one predicted sentence for ``jaxrnn predict``."""
-    from jaxrnn.train.experiment import Task
-
-    inp, tags = model.inp, model.tags
-    if not train:
-        raise ValueError("no training sentences")
-    enc = [{"x": inp.encode(s.tokens, train_index=i) if isinstance(inp, CharInput)
-             else inp.encode(s.tokens), "tags": tags.encode(s.tags), "n": len(s.tokens)}
-           for i, s in enumerate(train)]
-    lengths = [e["n"] for e in enc]
-    bounds = bucket_boundaries(max(lengths), batching.bucket_width, batching.bucket_ratio)
-    sampler = BucketSampler(lengths, batch_size, bounds, seed)
-    eval_bs = -(-batching.eval_batch_size // runtime.num_devices) * runtime.num_devices
-
-    def collate(examples, T):
-        """Examples (None: a pad row of length 0) -> a batch padded to length T."""
-        return {"x": inp.collate([e and e["x"] for e in examples], T),
-                "tags": pad([e["tags"] if e else np.zeros(0, np.int32) for e in examples], T),
-                "length": np.array([e["n"] if e else 0 for e in examples], np.int32)}
-
-    def train_batch(step):
-        idx, T = sampler.batch(step)
-        return collate([enc[i] if i >= 0 else None for i in idx], T)
-
-    def loss(params, state, batch, key):
-        return model.loss(params, batch, key), (state, {})
-
-    decode = jax.jit(model.decode)
-    batch_emissions = jax.jit(model._batch_emissions)
-
-    def per_sequence(fn, params, token_seqs: Sequence[Sequence[str]]) -> list:
-        """``fn(params, batch)`` over length-sorted eval batches of raw token sequences; the
-        rows cut back to each sequence's length, in input order (NumPy)."""
-        examples = [{"x": inp.encode(t), "tags": np.zeros(len(t), np.int32), "n": len(t)}
-                    for t in token_seqs]
-        out: list = [None] * len(examples)
-        for idx, T in eval_batches([len(t) for t in token_seqs], eval_bs, bounds):
-            b = collate([examples[i] if i >= 0 else None for i in idx], T)
-            res = np.asarray(runtime.to_host(fn(params, runtime.shard_batch(b))))
-            for r, i in enumerate(idx):
-                if i >= 0:
-                    out[i] = res[r, :len(token_seqs[i])]
-        return out
-
-    def predict_tags(params, token_seqs: Sequence[Sequence[str]]) -> list[list[str]]:
-        return [tags.decode(p) for p in per_sequence(decode, params, token_seqs)]
-
-    def scores(params, token_seqs: Sequence[Sequence[str]]):
-        """Emissions ``[n_i, K]`` per sequence (NumPy), the CRF params (None: softmax) and
-        the tag names: what an ensemble averages."""
-        out = per_sequence(batch_emissions, params, token_seqs)
-        crf = jax.tree.map(np.asarray, params["crf"]) if model.cfg.crf else None
-        return out, crf, tuple(tags.itos)
-
-    viterbi = jax.jit(jax.vmap(lambda crf, em, n: crf_lib.decode(crf, em, n, model.constraints)[0],
-                               in_axes=(None, 0, 0)))
-
-    def evaluate_ensemble(members, path=None):
-        """Mean emissions and mean CRF transitions of every member (a product of the members'
-        CRFs, renormalized), decoded by Viterbi; scored like ``evaluate``."""
-        if not members:
-            raise ValueError("an ensemble needs at least one member")
-        sents = dev if path is None else read_file(path)
-        token_seqs = [s.tokens for s in sents]
-        got = []
-        for k, (task, params) in enumerate(members):
-            if task.scores is None:
-                raise ValueError(f"ensemble member {k} has no scores (not a tagging task)")
-            got.append(task.scores(params, token_seqs))
-        for k, (_, crf, names) in enumerate(got):
-            if names != tuple(tags.itos):
-                raise ValueError(f"ensemble member {k} has tags {names}, expected {tuple(tags.itos)}")
-            if (crf is None) != (not model.cfg.crf):
-                raise ValueError(f"ensemble member {k}: CRF and softmax taggers cannot be mixed")
-        em = [np.mean([g[0][i] for g in got], axis=0) for i in range(len(sents))]
-        pred: list = [None] * len(sents)
-        if model.cfg.crf:
-            crf = jax.tree.map(lambda *a: np.mean(a, axis=0), *[g[1] for g in got])
-            lengths = [len(t) for t in token_seqs]
-            for idx, T in eval_batches(lengths, eval_bs, bounds):
-                rows = [em[i] if i >= 0 else np.zeros((0, len(tags)), np.float32) for i in idx]
-                n = np.array([lengths[i] if i >= 0 else 0 for i in idx], np.int32)
-                best = np.asarray(viterbi(crf, pad(rows, T, dtype=np.float32), n))
-                for r, i in enumerate(idx):
-                    if i >= 0:
-                        pred[i] = tags.decode(best[r, :lengths[i]])
-        else:
-            pred = [tags.decode(np.argmax(e, axis=-1)) for e in em]
-        return score(sents, pred)
-
-    def evaluate_sentences(params, sents):
-        return score(sents, predict_tags(params, [s.tokens for s in sents]))
-
-    def evaluate(params, split="dev"):
-        if split != "dev":
-            raise ValueError(f"only the dev split is configured; score other files with "
-                             f"jaxrnn evaluate --data FILE (got split {split!r})")
-        return evaluate_sentences(params, dev)
-
-    def evaluate_file(params, path):
-        return evaluate_sentences(params, read_file(path))
-
-    def predict(params, input_path, output_path=None):
-        token_seqs = [list(tokenize(line)) for line in read_lines(input_path)]
-        nonempty = [i for i, t in enumerate(token_seqs) if t]
-        pred = predict_tags(params, [token_seqs[i] for i in nonempty])
-        by_line = dict(zip(nonempty, pred))
-        text = "".join(write(t, by_line.get(i, [])) for i, t in enumerate(token_seqs))
-        if output_path is None:
-            sys.stdout.write(text)
-        else:
-            with open(output_path, "w", encoding="utf-8") as f:
-                f.write(text)
-
-    return Task(init=model.init, loss=loss, train_batch=train_batch, evaluate=evaluate,
-                evaluate_file=evaluate_file, predict=predict, scores=scores,
-                evaluate_ensemble=evaluate_ensemble,
-                units=(int(np.mean(lengths) * batch_size), "token"))
+        return jnp.argmax(em, axis=-1).astype(jnp.int32)         # as the CRF's Viterbi tags

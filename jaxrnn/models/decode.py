@@ -54,7 +54,7 @@ def greedy(step_fn, state, context, *, bos: int, eos: int, max_len: int, pad: in
         t, tokens, last, state, finished, scores, lengths = c
         logp, state = step_fn(last, state, context)
         tok = jnp.argmax(logp, axis=-1).astype(jnp.int32)
-        gain = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
+        gain = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0].astype(jnp.float32)
         tok = jnp.where(finished, pad, tok)
         scores = scores + jnp.where(finished, 0.0, gain)
         lengths = lengths + (~finished).astype(jnp.int32)
@@ -94,7 +94,7 @@ def beam_search(step_fn, state, context, *, beam_size: int, bos: int, eos: int, 
         V = logp.shape[-1]
         logp = logp.reshape(B, K, V).astype(jnp.float32)
         # a finished hypothesis has one continuation, itself (token slot eos, cost 0)
-        stay = jnp.where(jnp.arange(V) == eos, 0.0, neg)
+        stay = jnp.where(jnp.arange(V) == eos, 0.0, neg)[None, None, :]   # [1, 1, V]
         logp = jnp.where(finished[..., None], stay, logp)
         cand = scores[..., None] + logp                               # [B, K, V]
         cand_len = lengths + (~finished).astype(jnp.int32)            # [B, K]
@@ -107,7 +107,7 @@ def beam_search(step_fn, state, context, *, beam_size: int, bos: int, eos: int, 
         emitted = jnp.where(prev_fin, pad, tok)
         tokens = jnp.take_along_axis(tokens, origin[..., None], axis=1).at[:, :, t].set(emitted)
         finished = prev_fin | (tok == eos)
-        rows = (jnp.arange(B)[:, None] * K + origin).reshape(-1)
+        rows = (jnp.arange(B, dtype=jnp.int32)[:, None] * K + origin).reshape(-1)
         state = jax.tree.map(lambda a: a[rows], new_state)
         return t + 1, tokens, emitted.reshape(-1), state, finished, new_scores, lengths
 

@@ -51,7 +51,7 @@ def embedding(vocab_size: int, dim: int, *, unk_id: Optional[int] = None,
 
     def apply(params, ids, *, key=None):
         if key is not None and probs is not None:
-            drop = jax.random.uniform(key, ids.shape) < probs[ids]
+            drop = jax.random.uniform(key, ids.shape, jnp.float32) < probs[ids]
             ids = jnp.where(drop, unk_id, ids)
         return params[ids]
 
@@ -70,17 +70,18 @@ def char_cnn(num_chars: int, char_dim: int = 30, filters: int = 50, kernel_size:
         k_e, k_w = jax.random.split(key)
         fan_in = kernel_size * char_dim
         return {"embed": emb.init(k_e),
-                "w": jax.random.normal(k_w, (kernel_size, char_dim, filters)) / np.sqrt(fan_in),
+                "w": jax.random.normal(k_w, (kernel_size, char_dim, filters), jnp.float32)
+                / float(np.sqrt(fan_in)),
                 "b": jnp.zeros((filters,), jnp.float32)}
 
     def apply(params, chars, length, *, key=None):
         W = chars.shape[0]
-        valid = jnp.arange(W) < length
+        valid = jnp.arange(W, dtype=jnp.int32) < jnp.asarray(length, jnp.int32)
         x = jnp.where(valid[:, None], emb.apply(params["embed"], chars), 0.0)
         x = jr.dropout(key, x, dropout)
         y = jax.lax.conv_general_dilated(x[None], params["w"], (1,), "SAME",
                                          dimension_numbers=("NWC", "WIO", "NWC"))[0]
-        y = jnp.tanh(y + params["b"])
+        y = jnp.tanh(y + jnp.broadcast_to(params["b"], y.shape))
         y = jnp.max(jnp.where(valid[:, None], y, -jnp.inf), axis=0)
         return jnp.where(length > 0, y, 0.0)
 

@@ -39,7 +39,9 @@ class Attention(NamedTuple):
 
 def length_mask(lengths, size: int):
     """``[..., size]`` bool: position ``s`` is real when ``s < length``."""
-    return jnp.arange(size) < jnp.asarray(lengths)[..., None]
+    lengths = jnp.asarray(lengths, jnp.int32)
+    positions = jnp.arange(size, dtype=jnp.int32).reshape((1,) * lengths.ndim + (size,))
+    return positions < lengths[..., None]
 
 
 def masked_softmax(scores, mask):
@@ -68,10 +70,12 @@ def additive(attn_size: int) -> Attention:
                 "v": _glorot(kv, (attn_size, 1))[:, 0]}
 
     def prepare(params, memory):
-        return memory @ params["wm"] + params["b"]
+        keys = memory @ params["wm"]
+        return keys + jnp.broadcast_to(params["b"], keys.shape)
 
     def attend(params, query, memory, keys, mask):
-        scores = jnp.tanh(keys + query @ params["wq"]) @ params["v"]
+        q = query @ params["wq"]                                     # [A], against keys [S, A]
+        scores = jnp.tanh(keys + jnp.broadcast_to(q, keys.shape)) @ params["v"]
         w = masked_softmax(scores, mask)
         return w @ memory, w
 

@@ -1,20 +1,23 @@
 """Encoder-decoder RNN with optional attention, as pure functions over one example.
 
 Encoder: embeddings -> ``jr.stack`` of ``enc_layers`` bidirectional layers (padded sources,
-``seq_lengths``). Decoder: ``dec_layers`` cells advanced by ONE ``cell.step`` per output token in
-:meth:`Seq2Seq.step`; the same step serves teacher forcing (:meth:`Seq2Seq.teacher_forced`, a
-``lax.scan`` over the target) and autoregressive decoding (:meth:`Seq2Seq.decode_fn` for
-:mod:`jaxrnn.seq2seq.decode`). Luong et al. (2015) layout, for every scoring function:
+``seq_lengths``). Decoder: a ``jr.stack`` of ``dec_layers`` unidirectional layers advanced by ONE
+``Layer.step`` per output token in :meth:`Seq2Seq.step`, so it has the stack's dropout between
+layers; the same step serves teacher forcing (:meth:`Seq2Seq.teacher_forced`, a ``lax.scan``
+over the target) and autoregressive decoding (:meth:`Seq2Seq.decode_fn` for
+:mod:`jaxrnn.models.decode`). Luong et al. (2015) layout, for every scoring function:
 
     x_t   = [E y_{t-1} ; h~_{t-1}]                  (input feeding; [E y_{t-1}] without it)
-    h_t   = cells.step(h_{t-1}, x_t)
+    h_t   = decoder.step(h_{t-1}, dropout(x_t))
     c_t   = attend(h_t, memory, mask)               (attention: additive / general / dot)
           = [h_fw_last ; h_bw_last]                 (attention="none": one fixed summary, Cho et al. 2014)
     h~_t  = tanh(W_c [c_t ; h_t] + b_c)
     p(y_t) = softmax(W_o h~_t + b_o)
 
 The decoder's initial hidden state is ``tanh(W_b [h_fw_last ; h_bw_last] + b_b)`` in every layer
-(other carry fields, e.g. the LSTM cell state, start at zero). Batches are ``vmap``.
+(other carry fields, e.g. the LSTM cell state, start at zero), so the cell's carry must have
+an ``h`` field of ``hidden_size`` units. Cells are named as in :mod:`jaxrnn.cells.registry`.
+Batches are ``vmap``.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn as jr
-from jaxrnn.seq2seq import attention as attention_lib
+from jaxrnn.cells import registry
+from jaxrnn.heads import attention as attention_lib
 
-__all__ = ["Seq2Seq", "Context", "DecoderState", "CELLS", "ATTENTIONS"]
+__all__ = ["Seq2Seq", "Context", "DecoderState", "ATTENTIONS"]
 
-CELLS = {"lstm": jr.lstm, "gru": jr.gru}
 ATTENTIONS = ("additive", "general", "dot", "none")
 
 
@@ -47,6 +50,24 @@ class DecoderState(NamedTuple):
     feed: jax.Array       # [H] h~ of the previous step (input feeding); zeros at the start
 
 
+def _check_bridgeable(cell, name, hidden_size, embed_size):
+    """The bridge writes the decoder's ``carry.h`` and the encoder summary reads it: refuse a
+    cell without such a field (or of another width) here rather than mid-trace."""
+    if cell.spatial_dims:
+        raise ValueError(f"Seq2Seq: cell {name!r} reads spatial inputs; embeddings are vectors")
+    carry = jax.eval_shape(lambda k: cell.initial_carry(cell.init(k, embed_size)),
+                           jax.random.PRNGKey(0))
+    fields = getattr(type(carry), "_fields", ())
+    if "h" not in fields:
+        raise ValueError(f"Seq2Seq: cell {name!r} has a carry without an 'h' field "
+                         f"({type(carry).__name__}{tuple(fields)}); the bridge sets the decoder's "
+                         f"carry.h from the encoder's final states")
+    if carry.h.shape != (hidden_size,) or cell.output_size != hidden_size:
+        raise ValueError(f"Seq2Seq: cell {name!r} has carry.h of shape {carry.h.shape} and "
+                         f"output size {cell.output_size}; the bridge and attention need "
+                         f"{hidden_size} (hidden_size), so options like proj_size are not supported")
+
+
 def _dense(key, n_in, n_out):
     lim = np.sqrt(6.0 / (n_in + n_out))
     return {"w": jax.random.uniform(key, (n_in, n_out), jnp.float32, -lim, lim),
@@ -54,18 +75,23 @@ def _dense(key, n_in, n_out):
 
 
 def _apply(p, x):
-    return x @ p["w"] + p["b"]
+    y = x @ p["w"]
+    return y + jnp.broadcast_to(p["b"], y.shape)   # explicit: rank promotion is an error
 
 
 class Seq2Seq:
-    """The model's pure functions; ``params`` is a dict built by :meth:`init`."""
+    """The model's pure functions; ``params`` is a dict built by :meth:`init`.
+
+    ``cell`` is a name of :mod:`jaxrnn.cells.registry` (``"lstm"``, ``"gru_cho"``, ...) and
+    ``cell_options`` its factory's options. ``dropout`` (active only with a key) acts on the
+    source embeddings and between encoder layers, on the decoder's input and between its
+    layers, and on h~ before the output layer.
+    """
 
     def __init__(self, src_vocab: int, tgt_vocab: int, *, embed_size: int = 128,
                  hidden_size: int = 256, enc_layers: int = 1, dec_layers: int = 1,
                  cell: str = "lstm", attention: str = "additive", attn_size: Optional[int] = None,
                  input_feeding: bool = True, dropout: float = 0.0, cell_options: dict = None):
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         if enc_layers < 1 or dec_layers < 1:
@@ -73,10 +99,11 @@ class Seq2Seq:
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         opts = dict(cell_options or {})
-        make = CELLS[cell]
-        self.encoder = jr.stack([jr.bidirectional(make(hidden_size, **opts))
+        self.cells = [registry.make(cell, hidden_size, **opts) for _ in range(dec_layers)]
+        _check_bridgeable(self.cells[0], cell, hidden_size, embed_size)
+        self.encoder = jr.stack([jr.bidirectional(registry.make(cell, hidden_size, **opts))
                                  for _ in range(enc_layers)], dropout=dropout)
-        self.cells = [make(hidden_size, **opts) for _ in range(dec_layers)]
+        self.decoder = jr.stack([jr.layer(c) for c in self.cells], dropout=dropout)
         if attention == "additive":
             self.att = attention_lib.additive(attn_size or hidden_size)
         elif attention in ("general", "dot"):
@@ -93,6 +120,7 @@ class Seq2Seq:
         ks = jax.random.split(key, 8 + len(self.cells))
         E, H, M = self.E, self.H, self.M
         x_size = E + (H if self.input_feeding else 0)
+        # per-layer keys as before the decoder became a stack: a seed gives the same model
         dec, size = [], x_size
         for k, c in zip(ks[8:], self.cells):
             dec.append(c.init(k, size))
@@ -123,7 +151,7 @@ class Seq2Seq:
                                              key=k_rnn)
         c_fw, c_bw = carries[-1]
         summary = jnp.concatenate([self._out(c_fw), self._out(c_bw)], axis=-1)
-        mask = jnp.arange(S) < src_len
+        mask = jnp.arange(S, dtype=jnp.int32) < jnp.asarray(src_len, jnp.int32)
         keys = self.att.prepare(params["attention"], memory) if self.att else ()
         h0 = jnp.tanh(_apply(params["bridge"], summary))
         carries = tuple(self._with_h(c.initial_carry(p), h0)
@@ -142,26 +170,23 @@ class Seq2Seq:
 
     def step(self, params, context: Context, state: DecoderState, token, key=None):
         """ONE decoder step for one example: previous token id -> ``(h~ [H], state, weights
-        [S])``. Logits are :meth:`logits` of ``h~``."""
+        [S])``. Logits are :meth:`logits` of ``h~``. ``key``: this step's own key (dropout
+        draws new masks at every step, as the stack's ``apply`` does per step)."""
         x = params["tgt_embed"][token]
         if self.input_feeding:
             x = jnp.concatenate([x, state.feed], axis=-1)
-        keys = [None] * (len(self.cells) + 1) if key is None else list(
-            jax.random.split(key, len(self.cells) + 1))
-        new = []
-        for i, (cell, p, c) in enumerate(zip(self.cells, params["decoder"], state.carries)):
-            x = jr.dropout(keys[i], x, self.dropout) if keys[i] is not None else x
-            c = cell.step(p, c, x)
-            x = cell.output(c)
-            new.append(c)
-        h = x
+        k_dec = None
+        if key is not None:
+            k_in, k_dec = jax.random.split(key)
+            x = jr.dropout(k_in, x, self.dropout)
+        h, new = self.decoder.step(params["decoder"], state.carries, x, key=k_dec)
         if self.att is not None:
             ctx, w = self.att.attend(params["attention"], h, context.memory, context.keys,
                                      context.mask)
         else:
             ctx, w = context.summary, jnp.zeros(context.mask.shape, jnp.float32)
         ht = jnp.tanh(_apply(params["combine"], jnp.concatenate([ctx, h], axis=-1)))
-        return ht, DecoderState(tuple(new), ht), w
+        return ht, DecoderState(new, ht), w
 
     def logits(self, params, ht, key=None):
         if key is not None:
@@ -191,7 +216,7 @@ class Seq2Seq:
 
     def start(self, params, src, src_len):
         """A batch of sources ``[B, S]``, lengths ``[B]`` -> ``(state, context)`` for
-        :func:`~jaxrnn.seq2seq.decode.greedy` / :func:`~jaxrnn.seq2seq.decode.beam_search`."""
+        :func:`~jaxrnn.models.decode.greedy` / :func:`~jaxrnn.models.decode.beam_search`."""
         context, state = jax.vmap(lambda s, n: self.encode(params, s, n))(src, src_len)
         return state, context
 
