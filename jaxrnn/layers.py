@@ -168,7 +168,7 @@ def _layer(cell, *, reverse, input_dropout, recurrent_dropout, zoneout, unroll, 
                                      jnp.zeros((), h.dtype))
             if p_zone:
                 zmasks = zoneout_masks(k_zone, expected, (T,))
-        return scan_lib.run(cell, params, xs, carry, lengths=lengths, reverse=rev,
+        return scan_lib.run(cell, params, xs, carry, seq_lengths=lengths, reverse=rev,
                             unroll=unroll, parallel=parallel, method=method, remat=remat,
                             rec_mask=rec_mask,
                             zoneout_rate=0.0 if zmasks is not None else p_zone,

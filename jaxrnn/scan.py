@@ -178,7 +178,7 @@ def scan(cell: base.Cell, params, xs, carry=None, *, seq_lengths=None, reverse=F
         carry = expected
     else:
         check_carry(cell.name, jax.eval_shape(lambda: expected), carry)
-    return run(cell, params, xs, carry, lengths=lengths, reverse=reverse, unroll=unroll,
+    return run(cell, params, xs, carry, seq_lengths=lengths, reverse=reverse, unroll=unroll,
                parallel=parallel, method=method, remat=remat)
 
 
@@ -192,7 +192,7 @@ def _permute(tree, perm, flip):
     return jax.tree.map(lambda a: jnp.take(a, perm, axis=0), tree)
 
 
-def run(cell: base.Cell, params, xs, carry, *, lengths=None, reverse=False, unroll=None,
+def run(cell: base.Cell, params, xs, carry, *, seq_lengths=None, reverse=False, unroll=None,
         parallel=False, method="fused", remat=False, rec_mask=None, zoneout_rate=0.0,
         zoneout_masks=None):
     """The loop behind ``scan`` and the layers, with no argument checking.
@@ -203,7 +203,7 @@ def run(cell: base.Cell, params, xs, carry, *, lengths=None, reverse=False, unro
     value) the carry is zoned out at random; without masks and ``zoneout_rate > 0`` each unit
     takes its expectation ``p * previous + (1 - p) * new`` (evaluation).
     """
-    T = xs.shape[0]
+    T, lengths = xs.shape[0], seq_lengths
     carry = engine.like_inputs(carry, xs, params)
     # A static reverse without padding is a flip; anything else is a permutation of time.
     flip = isinstance(reverse, bool) and reverse and lengths is None
@@ -219,7 +219,7 @@ def run(cell: base.Cell, params, xs, carry, *, lengths=None, reverse=False, unro
     plan = engine.default_plan()
     if unroll is not None:
         plan = plan._replace(unroll=unroll, unroll_bwd=unroll)
-    ys, carry = engine.run(cell, params, _permute(xs, perm, flip), carry, lengths=lengths,
+    ys, carry = engine.run(cell, params, _permute(xs, perm, flip), carry, seq_lengths=lengths,
                            rec_mask=rec_mask, zoneout_rate=zoneout_rate,
                            zoneout_masks=_permute(zoneout_masks, perm, flip), plan=plan,
                            remat=remat)

@@ -287,7 +287,7 @@ def test_plans_give_the_same_numbers(x64):
     for plan, remat in ((engine.Plan(hoist=True, chunk=3), False),
                         (engine.Plan(hoist=False, unroll=3, unroll_bwd=2), False),
                         (engine.Plan(hoist=False, chunk=2), True)):
-        got = jax.grad(lambda p: _loss(*engine.run(cell, p, xs, carry, lengths=5, plan=plan,
+        got = jax.grad(lambda p: _loss(*engine.run(cell, p, xs, carry, seq_lengths=5, plan=plan,
                                                    remat=remat)))(params)
         chex.assert_trees_all_close(got, ref, rtol=1e-10, atol=1e-12, custom_message=str(plan))
 

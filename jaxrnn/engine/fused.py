@@ -42,7 +42,7 @@ def _tree_add(a, b):
     return jax.tree.map(jnp.add, a, b)
 
 
-def run(cell, params, xs, carry, *, lengths=None, rec_mask=None, zoneout_rate=0.0,
+def run(cell, params, xs, carry, *, seq_lengths=None, rec_mask=None, zoneout_rate=0.0,
         zoneout_masks=None, plan: Plan, remat: bool = False):
     """``(ys, carry)`` over ``xs`` ``[T, ...]`` read in time order: ``ys [T, output]`` (zero past
     ``lengths``) and the carry after the last valid step.
@@ -57,7 +57,7 @@ def run(cell, params, xs, carry, *, lengths=None, rec_mask=None, zoneout_rate=0.
     each chunk's forward loop runs again just before its backward loop (``jax.checkpoint``).
     """
     plan = check_plan(plan)
-    kw = dict(lengths=lengths, rec_mask=rec_mask, zoneout_rate=zoneout_rate, plan=plan)
+    kw = dict(lengths=seq_lengths, rec_mask=rec_mask, zoneout_rate=zoneout_rate, plan=plan)
     T = xs.shape[0]
     size = plan.chunk or (max(1, math.isqrt(T - 1) + 1) if remat else T)
     if size >= T:
@@ -196,8 +196,8 @@ def _operands(rec, pw, prev, xins, results, rec_mask, hoist):
 def _pretransposed(w):
     """``w`` as the transpose of a materialized transpose: the same values, but the backward
     loop's transposed matmul ``du @ w.T`` then reads a row-major ``w.T`` made once before
-    the loop, instead of packing a transposed operand at every step (XLA:CPU: 117 against 88
-    GFLOP/s for ``[32, 1024] @ [1024, 256]``, docs/benchmarks.md)."""
+    the loop, instead of packing a transposed operand at every step, which XLA:CPU does more
+    slowly (the figures are in docs/benchmarks.md)."""
     if w.ndim != 2:
         return w
     return lax.optimization_barrier(w.T).T
