@@ -308,6 +308,5 @@ def test_ema_is_evaluated_checkpointed_and_resumed_exactly(tmp_path):
 @pytest.mark.parametrize("bad", ["1.0", "0", "-0.5"])
 def test_ema_decay_out_of_range_is_rejected(bad):
     from jaxrnn.train import ConfigError
-    cfg = load_config("charlm_tiny", [f"optimizer.ema_decay={bad}"])
-    with pytest.raises(ConfigError, match="optimizer.ema_decay"):
-        prepare(cfg)
+    with pytest.raises(ConfigError, match="optimizer.ema_decay"):  # when read, or at the latest
+        prepare(load_config("charlm_tiny", [f"optimizer.ema_decay={bad}"]))  # before compiling

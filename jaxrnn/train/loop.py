@@ -29,15 +29,17 @@ import numpy as np
 import optax
 
 from jaxrnn.train import config as config_lib
-from jaxrnn.train.checkpoint import Checkpoints
+from jaxrnn.train.checkpoint import CheckpointError, Checkpoints
 from jaxrnn.train.config import BaseConfig, ConfigError
 from jaxrnn.train.experiment import Task, load_experiment
+from jaxrnn.train.lock import WorkdirLock, WorkdirLockedError
 from jaxrnn.train.metrics import MetricsWriter, truncate_metrics
 from jaxrnn.train.optim import ema_decay_at, make_optimizer, make_schedule
 from jaxrnn.train.sharding import Runtime, make_runtime
 
 __all__ = ["TrainState", "eval_params", "NonFiniteLossError", "load_config", "config_path",
-           "train_and_evaluate", "Run", "prepare", "CONFIG_FILE"]
+           "train_and_evaluate", "Run", "prepare", "CONFIG_FILE", "CheckpointError",
+           "WorkdirLockedError"]
 
 CONFIG_FILE = "config.yaml"
 # Changing these on an existing workdir is allowed (they do not change what is computed before
@@ -97,6 +99,7 @@ def build_config(raw: dict, data_dir: Optional[str] = None) -> BaseConfig:
     # the run's config records the root it really read from
     cfg = dataclasses.replace(cfg, data_root=None if root is None else str(root))
     cfg = config_lib.resolve_paths(cfg, root)
+    config_lib.check_output_paths(cfg)
     check_train_config(cfg)
     return cfg
 
@@ -162,6 +165,10 @@ def prepare(cfg: BaseConfig, runtime: Optional[Runtime] = None) -> Run:
     rt.check_batch(cfg.train.batch_size)
     exp = load_experiment(cfg.experiment)
     task = exp.build(cfg, rt)
+    if task.metrics is not None and cfg.train.best_metric not in task.metrics:
+        # before anything compiles or is written, not at the first evaluation
+        raise ConfigError(f"train.best_metric: {cfg.train.best_metric!r} is not a dev metric of "
+                          f"{cfg.experiment} (it reports {', '.join(sorted(task.metrics))})")
     tx = make_optimizer(cfg.optimizer, cfg.train.steps)
     repl, data_sh = rt.replicated, rt.batch_sharding
     root = jax.random.PRNGKey(cfg.seed)
@@ -244,18 +251,28 @@ def prepare(cfg: BaseConfig, runtime: Optional[Runtime] = None) -> Run:
 
 
 def load_params(run: Run, workdir, which: str = "best") -> tuple[Any, int]:
-    """Params from ``workdir``: ``best`` (falls back to ``latest``), ``latest`` or a step."""
+    """Params from ``workdir``, verified against their checksums: ``best`` (the newest intact
+    ``best/`` entry, else the newest intact full checkpoint), ``latest`` (the newest intact full
+    checkpoint) or a step (exactly that one). Damaged entries are skipped with a warning on
+    stderr and left in place (this is a read-only look at the run); a damaged step asked for by
+    number is a :class:`CheckpointError`."""
     ck = Checkpoints(workdir)
     try:
         params_abs = run.abstract_state.params
-        if which == "best" and ck.best() is not None:
-            params, step, _ = ck.restore_best(params_abs)
-            return params, step
-        step = ck.latest_step() if which in ("best", "latest") else int(which)
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {Path(workdir) / 'checkpoints'}; "
-                                    f"train first with: jaxrnn train --workdir {workdir}")
-        return eval_params(ck.restore(step, run.abstract_state)), step
+        if which == "best" and ck.best_steps():
+            try:
+                params, step, _ = ck.restore_best(params_abs)
+                return params, step
+            except FileNotFoundError:
+                ck.warn(f"no intact best checkpoint in {Path(workdir) / 'best'}: using the "
+                        f"newest intact full checkpoint instead")
+        if which in ("best", "latest"):
+            found = ck.restore_latest(run.abstract_state)
+            if found is None:
+                raise FileNotFoundError(f"no checkpoint in {Path(workdir) / 'checkpoints'}; "
+                                        f"train first with: jaxrnn train --workdir {workdir}")
+            return eval_params(found.tree), found.step
+        return eval_params(ck.restore(int(which), run.abstract_state)), int(which)
     finally:
         ck.close()
 
@@ -275,34 +292,89 @@ def _log(msg: str, rt: Runtime) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
+def _lock_workdir(workdir: Path, rt: Runtime) -> Optional[WorkdirLock]:
+    """Takes ``workdir/.lock`` on the main process (the other processes of a multi-process
+    run share its lock); every process raises :class:`WorkdirLockedError` if it is refused."""
+    lock, error = None, None
+    if rt.is_main:
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            lock = WorkdirLock(workdir).acquire()
+        except Exception as e:  # noqa: BLE001 - re-raised below, after telling the others
+            error = e
+    ok = error is None
+    if rt.process_count > 1:
+        from jax.experimental import multihost_utils
+        ok = bool(int(multihost_utils.broadcast_one_to_all(np.int32(ok))))
+    if error is not None:
+        raise error
+    if not ok:
+        raise WorkdirLockedError(f"workdir {workdir}: the main process could not lock it "
+                                 f"(its error says why)")
+    return lock
+
+
 def train_and_evaluate(cfg: BaseConfig, workdir, *, runtime: Optional[Runtime] = None) -> dict:
     """Trains ``cfg`` in ``workdir`` (resuming if it holds a checkpoint); returns the final
-    ``{"train": {...}, "dev": {...}}`` metrics."""
+    ``{"train": {...}, "dev": {...}}`` metrics.
+
+    The workdir is locked for the whole run (``workdir/.lock``): a second trainer on it gets
+    :class:`WorkdirLockedError`. Nothing in it is rewritten (``config.yaml``, ``metrics.jsonl``,
+    ``best/``) before the state was restored and verified, or initialised for a new run; a
+    damaged newest checkpoint is skipped for the newest intact one (moved to
+    ``checkpoints/<step>.corrupt``, with a warning), and with none intact the run stops with
+    :class:`CheckpointError`, leaving the workdir as it was."""
     workdir = Path(workdir).resolve()
     run = prepare(cfg, runtime)
-    rt, task, t = run.rt, run.task, cfg.train
-    if rt.is_main:
-        workdir.mkdir(parents=True, exist_ok=True)
-        config_lib.dump_yaml(config_lib.relativize_paths(cfg), workdir / CONFIG_FILE)
+    lock = _lock_workdir(workdir, run.rt)
+    try:
+        return _train(run, workdir)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _train(run: Run, workdir: Path) -> dict:
+    cfg, rt, t = run.cfg, run.rt, run.cfg.train
     _log(f"{cfg.experiment}: {rt.num_devices} device(s) over {rt.process_count} process(es), "
          f"global batch {t.batch_size}", rt)
     ckpt = Checkpoints(workdir, keep=t.keep_checkpoints, best_mode=t.best_mode)
-    start = ckpt.latest_step() or 0
-    if start:
-        state = ckpt.restore(start, run.abstract_state)
-        if int(rt.to_host(state.step)) != start:
-            raise RuntimeError(f"checkpoint {start} holds step {int(rt.to_host(state.step))}")
+    try:
+        return _train_from(run, workdir, ckpt)
+    finally:
+        ckpt.close()
+
+
+def _train_from(run: Run, workdir: Path, ckpt: Checkpoints) -> dict:
+    cfg, rt, task, t = run.cfg, run.rt, run.task, run.cfg.train
+    found = ckpt.restore_latest(run.abstract_state, quarantine=True)   # verified
+    best_step = best_value = best_metrics = None
+    if found is not None:
+        start, state = found.step, found.tree
         ckpt.rewind(start)
-        if rt.is_main:
-            truncate_metrics(workdir, start)
+        rec = found.info.get("best")
+        if rec:
+            best_step, best_value, best_metrics = rec["step"], rec["value"], rec.get("metrics")
+        intact = ckpt.check_best(run.abstract_state.params)          # damaged ones moved aside
+        if best_step is not None and best_step not in intact:
+            if best_step == start and best_metrics is not None:
+                ckpt.save_best(start, eval_params(state), best_metrics)
+                ckpt.warn(f"rewrote best/{start} in {workdir} from checkpoints/{start}")
+            else:
+                ckpt.warn(f"the params of the best evaluation so far (step {best_step}) are "
+                          f"lost; until a better evaluation is saved, 'best' means the newest "
+                          f"checkpoint")
         _log(f"resuming {workdir} from step {start}", rt)
     else:
+        start = 0
         state = run.init_state()
-        if rt.is_main:
-            truncate_metrics(workdir, -1)
-    best = ckpt.best()
-    best_value = None if best is None else best[1].get(t.best_metric)
+        ckpt.rewind(0)   # best entries of a run killed before its first checkpoint
+    # only now, with the state restored and verified (or initialised), is the workdir rewritten
+    if rt.is_main:
+        truncate_metrics(workdir, start if start else -1)
+        config_lib.dump_yaml(config_lib.relativize_paths(cfg), workdir / CONFIG_FILE)
+        if run.task.write_files is not None:
+            run.task.write_files(workdir)
 
     writer = MetricsWriter(workdir, tensorboard=t.tensorboard,
                            resume_step=start if start else None, enabled=rt.is_main)
@@ -318,9 +390,10 @@ def train_and_evaluate(cfg: BaseConfig, workdir, *, runtime: Optional[Runtime] =
     def check_finite(step):
         bad = int(rt.to_host(state.bad_step))
         if bad >= 0:
-            good = ckpt.latest_step()
-            where = (f"the last good checkpoint is step {good} in {workdir / 'checkpoints'}"
-                     if good else "no checkpoint was written yet")
+            good = ckpt.newest_intact_step(run.abstract_state)   # restored and checksummed
+            where = (f"the last good checkpoint is step {good} in {workdir / 'checkpoints'} "
+                     f"(verified against its checksum)" if good is not None
+                     else "no intact checkpoint was written yet")
             raise NonFiniteLossError(
                 f"non-finite loss or gradient at train step {bad + 1} (detected at step {step}); "
                 f"stopping. Parameters were not updated with it; {where}. Try a lower "
@@ -363,16 +436,18 @@ def train_and_evaluate(cfg: BaseConfig, workdir, *, runtime: Optional[Runtime] =
                                       f"of {cfg.experiment} (it reports {sorted(dev)})")
                 _log(f"step {step}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in dev.items()), rt)
                 if ckpt.is_better(dev[t.best_metric], best_value):
-                    best_value = dev[t.best_metric]
-                    ckpt.save_best(step, eval_params(state), dict(dev, step=step))
+                    best_step, best_value = step, dev[t.best_metric]
+                    best_metrics = dict(dev, step=step)
+                    ckpt.save_best(step, eval_params(state), best_metrics)
             if step % t.checkpoint_every == 0 or final:
                 check_finite(step)
                 writer.sync()
-                ckpt.save(step, state)
+                # the best so far travels with the state: a damaged best/ cannot change a resume
+                ckpt.save(step, state, {"best": None if best_step is None else {
+                    "step": best_step, "value": float(best_value), "metrics": best_metrics}})
     finally:
         bar.close()
         writer.close()
-        ckpt.close()
     if rt.is_main and t.plots:
         from jaxrnn.train.plots import plot_metrics
         plot_metrics(workdir)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
-__all__ = ["MetricsWriter", "read_metrics", "truncate_metrics"]
+__all__ = ["MetricsWriter", "read_metrics", "read_records", "truncate_metrics"]
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -24,30 +25,62 @@ def _clean(v):
     return v if math.isfinite(v) else str(v)
 
 
-def read_metrics(workdir) -> list[dict]:
-    """All records of ``workdir/metrics.jsonl`` (a trailing partial line is ignored)."""
+def _valid(rec) -> bool:
+    return (isinstance(rec, dict) and isinstance(rec.get("step"), int)
+            and not isinstance(rec.get("step"), bool) and isinstance(rec.get("split"), str))
+
+
+def _line_list(nums: list[int], limit: int = 10) -> str:
+    shown = ", ".join(str(n) for n in nums[:limit])
+    return shown + (f" and {len(nums) - limit} more" if len(nums) > limit else "")
+
+
+def read_records(workdir) -> tuple[list[dict], list[int], bool]:
+    """``(records, malformed line numbers, whether the last line was cut)`` of
+    ``workdir/metrics.jsonl``. A malformed line (not a JSON object with an integer ``step`` and a
+    string ``split``) is skipped; the lines after it are kept."""
     path = Path(workdir) / METRICS_FILE
     if not path.exists():
-        return []
-    out = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut by a kill; everything after it is unreliable
-    return out
+        return [], [], False
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    torn = bool(lines) and lines[-1].strip() != b""  # no newline after the last line
+    out, bad = [], []
+    for i, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            rec = None
+        if _valid(rec):
+            out.append(rec)
+        else:
+            bad.append(i)
+    return out, bad, torn and bool(bad) and bad[-1] == len(lines)
+
+
+def read_metrics(workdir, *, warn: bool = True) -> list[dict]:
+    """Every valid record of ``workdir/metrics.jsonl``. Malformed lines (a line cut by a kill,
+    garbage) are skipped, not the rest of the file, and named on stderr when ``warn``."""
+    records, bad, torn = read_records(workdir)
+    if bad and warn:
+        what = _line_list(bad)
+        if torn:
+            what += " (the last line is incomplete, as a killed run leaves it)"
+        print(f"jaxrnn: warning: {Path(workdir) / METRICS_FILE}: skipped {len(bad)} malformed "
+              f"line(s): {what}; kept the {len(records)} valid records", file=sys.stderr,
+              flush=True)
+    return records
 
 
 def truncate_metrics(workdir, last_step: int) -> None:
-    """Keeps the records with ``step <= last_step`` (used when resuming from a checkpoint)."""
+    """Rewrites ``metrics.jsonl`` with its valid records of ``step <= last_step`` (used when
+    resuming from a checkpoint); malformed lines are dropped with a message."""
     path = Path(workdir) / METRICS_FILE
     if not path.exists():
         return
-    keep = [r for r in read_metrics(workdir) if r.get("step", 0) <= last_step]
+    keep = [r for r in read_metrics(workdir) if r["step"] <= last_step]
     tmp = path.with_suffix(".jsonl.tmp")
     with open(tmp, "w") as f:
         for r in keep:
