@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn as jr
+from jaxrnn.train.config import DataError, PositiveInt
 from jaxrnn.cells import registry
 from jaxrnn.train import BaseConfig, CellName, ConfigError, Task
 
@@ -60,24 +61,24 @@ def make_cell(name: str, hidden_size: int, options: Optional[dict] = None):
 @dataclass
 class DataConfig:
     # T: the number of time steps
-    seq_len: int = 200
-    dev_size: int = 1000
-    test_size: int = 1000
+    seq_len: PositiveInt = 200
+    dev_size: PositiveInt = 1000
+    test_size: PositiveInt = 1000
     # examples per evaluation call
-    eval_batch: int = 500
+    eval_batch: PositiveInt = 500
 
 
 @dataclass
 class ModelConfig:
     cell: CellName = "lstm"
-    hidden_size: int = 64
-    num_layers: int = 1
+    hidden_size: PositiveInt = 64
+    num_layers: PositiveInt = 1
     # extra keyword arguments of the cell factory, e.g. {chrono_t_max: 600} for lstm
     cell_options: dict = field(default_factory=dict)
     # min_gru / min_lstm: train with the associative (parallel) scan over time
     parallel: bool = True
     # time steps per loop iteration (None: the backend's measured plan)
-    unroll: Optional[int] = None
+    unroll: Optional[PositiveInt] = None
 
 
 @dataclass
@@ -209,7 +210,7 @@ def build(cfg: Config, runtime) -> Task:
 
     def evaluate(params, split="dev"):
         if split not in splits:
-            raise ValueError(f"adding: unknown split {split!r} (dev or test)")
+            raise DataError(f"adding: unknown split {split!r} (dev or test)")
         x, y = splits[split]
         s = batched_eval(lambda *a: eval_sums(params, *a), (x, y), d.eval_batch, runtime)
         return {"loss": s["se"] / s["n"], "baseline": baseline_mse(y_mean, y),

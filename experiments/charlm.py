@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import jax
 import jax.numpy as jnp
@@ -29,36 +29,37 @@ import numpy as np
 import optax
 
 import jaxrnn as jr
+from jaxrnn.train.config import DataError, PositiveInt, Range, Rate
 from jaxrnn.cells import registry
 from jaxrnn.train import BaseConfig, CellName, ConfigError, Task, data_path
 
 @dataclass
 class DataConfig:
     path: str = data_path("tinyshakespeare/input.txt")
-    train_fraction: float = 0.9
+    train_fraction: Annotated[float, Range(0.0, 1.0, lo_open=True, hi_open=True)] = 0.9
     # TBPTT window: characters per batch row per step
-    seq_len: int = 128
+    seq_len: PositiveInt = 128
     # start each pass over the streams at a random offset (drawn from seed and epoch)
     shift_per_epoch: bool = True
     # dev evaluation: rows read in parallel, each carrying its state; chunk = steps per call
-    eval_rows: int = 32
-    eval_chunk: int = 512
+    eval_rows: PositiveInt = 32
+    eval_chunk: PositiveInt = 512
 
 
 @dataclass
 class ModelConfig:
     # any name of jaxrnn.cells.registry (lstm, gru, lstm_peephole, ...)
     cell: CellName = "lstm"
-    hidden_size: int = 512
-    num_layers: int = 2
-    embed_size: int = 64
+    hidden_size: PositiveInt = 512
+    num_layers: PositiveInt = 2
+    embed_size: PositiveInt = 64
     # dropout on the embeddings, between layers and before the decoder (training only)
-    dropout: float = 0.0
+    dropout: Rate = 0.0
     # extra keyword arguments of the cell factory, e.g. {layer_norm: true} for lstm
     cell_options: dict = field(default_factory=dict)
     # time steps per loop iteration of the scan
     # time steps per loop iteration (None: the backend's measured plan)
-    unroll: Optional[int] = None
+    unroll: Optional[PositiveInt] = None
 
 
 @dataclass
@@ -80,7 +81,7 @@ class Vocab:
     def encode(self, text: str, what: str = "text") -> np.ndarray:
         missing = sorted(set(text) - set(self.index))
         if missing:
-            raise ValueError(f"{what} has characters the model never saw: "
+            raise DataError(f"{what} has characters the model never saw: "
                              + ", ".join(repr(c) for c in missing[:20]))
         return np.fromiter((self.index[c] for c in text), np.int32, len(text))
 
@@ -89,7 +90,14 @@ class Vocab:
 
 
 def read_text(path) -> str:
-    return Path(path).read_text(encoding="utf-8")
+    """The file as text; a folder or a file that is not UTF-8 is an error naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a text file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); a binary file?") from None
 
 
 def split_text(text: str, train_fraction: float) -> tuple[str, str]:
@@ -245,6 +253,9 @@ def build(cfg: Config, runtime) -> Task:
             carry, s = eval_chunk(params, carry, xs, ys, ms)
             total += float(np.sum(runtime.to_host(s), dtype=np.float64))
         count = int(m.sum())
+        if count == 0:
+            raise DataError(f"charlm: nothing to score: the text needs at least two characters "
+                            f"(got {len(ids)})")
         nats = total / max(count, 1)
         return {"loss": nats, "bpc": nats / np.log(2.0), "perplexity": float(np.exp(nats))}
 
@@ -255,7 +266,7 @@ def build(cfg: Config, runtime) -> Task:
 
     def evaluate(params, split="dev"):
         if split != "dev":
-            raise ValueError(f"charlm has a dev split only (the last "
+            raise DataError(f"charlm has a dev split only (the last "
                              f"{1 - d.train_fraction:.0%} of the file); use --data FILE")
         return score(params, dev_ids)
 
@@ -270,7 +281,7 @@ def build(cfg: Config, runtime) -> Task:
 
     def generate(params, *, prompt="\n", length=500, temperature=0.8, seed=0, emit=None):
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise DataError(f"temperature must be > 0, got {temperature}")
         if not prompt:
             prompt = "\n"
         ids = vocab.encode(prompt, what="the prompt")
@@ -293,4 +304,4 @@ def build(cfg: Config, runtime) -> Task:
 
     return Task(init=model.init, loss=loss, train_batch=streams.batch, evaluate=evaluate,
                 init_state=init_state, evaluate_file=evaluate_file, generate=generate,
-                units=(t.batch_size * d.seq_len, "char"))
+                units=(t.batch_size * d.seq_len, "char"), metrics=("loss", "bpc", "perplexity"))

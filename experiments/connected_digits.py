@@ -30,9 +30,10 @@ import numpy as np
 
 from experiments.digits import (AugmentConfig, Encoder, FeatureConfig, augment,
                                  linear_init, list_recordings, pad_batch, signals_features)
+from jaxrnn.train.config import (BaseConfig, CellName, ConfigError, DataError, NonNegativeFloat,
+                                 PositiveInt, Rate, data_path)
 from jaxrnn import audio
 from jaxrnn.heads import ctc
-from jaxrnn.train.config import BaseConfig, CellName, ConfigError, data_path
 from jaxrnn.train.experiment import Task
 
 BLANK, NUM_OUTPUTS = 0, 11
@@ -43,29 +44,29 @@ _SPLIT_IDS = {"train": 1, "dev": 2, "test": 3}
 class DataConfig:
     path: str = data_path("fsdd/recordings")
     seed: int = 1234
-    num_train: int = 3000
-    num_dev: int = 200
-    num_test: int = 500
-    min_digits: int = 2
-    max_digits: int = 7
-    silence_ms_min: float = 50.0
-    silence_ms_max: float = 300.0
-    noise: float = 1e-3
-    dev_takes: int = 5
+    num_train: PositiveInt = 3000
+    num_dev: PositiveInt = 200
+    num_test: PositiveInt = 500
+    min_digits: PositiveInt = 2
+    max_digits: PositiveInt = 7
+    silence_ms_min: NonNegativeFloat = 50.0
+    silence_ms_max: NonNegativeFloat = 300.0
+    noise: NonNegativeFloat = 1e-3
+    dev_takes: PositiveInt = 5
     features: FeatureConfig = field(default_factory=lambda: FeatureConfig(stack=3))
     spec_augment: AugmentConfig = field(default_factory=AugmentConfig)
-    bucket: int = 25
-    eval_batch: int = 100
-    beam_width: int = 8
+    bucket: PositiveInt = 25
+    eval_batch: PositiveInt = 100
+    beam_width: PositiveInt = 8
 
 
 @dataclass
 class ModelConfig:
     # any name of jaxrnn.cells.registry
     cell: CellName = "gru"
-    hidden_size: int = 128
-    num_layers: int = 2
-    dropout: float = 0.1
+    hidden_size: PositiveInt = 128
+    num_layers: PositiveInt = 2
+    dropout: Rate = 0.1
 
 
 @dataclass
@@ -184,7 +185,7 @@ def build(cfg: Config, runtime) -> Task:
 
     def evaluate(params, split="dev"):
         if split not in splits:
-            raise ValueError(f"connected_digits: unknown split {split!r} (train, dev or test)")
+            raise DataError(f"connected_digits: unknown split {split!r} (train, dev or test)")
         feats, labels = splits[split]
         order = sorted(range(len(feats)), key=lambda i: len(feats[i]))
         refs, greedy, beam, nll = [], [], [], 0.0

@@ -32,7 +32,7 @@ import optax
 
 from experiments.adding import DEV_SEED, TEST_SEED, Model, ModelConfig, batched_eval, \
     check_data_config
-from jaxrnn.train.config import BaseConfig, ConfigError
+from jaxrnn.train.config import BaseConfig, ConfigError, DataError, PositiveInt
 from jaxrnn.train.experiment import Task
 
 NUM_SYMBOLS = 10      # 0 blank, 1..8 symbols, 9 delimiter
@@ -43,10 +43,10 @@ BLANK, DELIMITER = 0, 9
 @dataclass
 class DataConfig:
     # T: the delay (blanks between the symbols and the delimiter, plus one); sequences have T + 20 steps
-    seq_len: int = 100
-    dev_size: int = 1000
-    test_size: int = 1000
-    eval_batch: int = 250
+    seq_len: PositiveInt = 100
+    dev_size: PositiveInt = 1000
+    test_size: PositiveInt = 1000
+    eval_batch: PositiveInt = 250
 
 
 @dataclass
@@ -121,7 +121,7 @@ def build(cfg: Config, runtime) -> Task:
 
     def evaluate(params, split="dev"):
         if split not in splits:
-            raise ValueError(f"copymem: unknown split {split!r} (dev or test)")
+            raise DataError(f"copymem: unknown split {split!r} (dev or test)")
         x, y = splits[split]
         s = batched_eval(lambda *a: eval_sums(params, *a), (x, y), d.eval_batch, runtime)
         return {"loss": s["nll"] / s["n_steps"], "baseline": baselines[split],

@@ -37,9 +37,10 @@ import numpy as np
 import optax
 
 import jaxrnn as jr
+from jaxrnn.train.config import (BaseConfig, CellName, ConfigError, DataError, Fraction,
+                                 NonNegativeInt, PositiveFloat, PositiveInt, Rate, data_path)
 from jaxrnn import audio
 from jaxrnn.cells import registry
-from jaxrnn.train.config import BaseConfig, CellName, ConfigError, data_path
 from jaxrnn.train.experiment import Task
 
 NUM_CLASSES = 10
@@ -51,21 +52,21 @@ _NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 
 @dataclass
 class FeatureConfig:
-    num_mels: int = 40
-    frame_ms: float = 25.0
-    hop_ms: float = 10.0
+    num_mels: PositiveInt = 40
+    frame_ms: PositiveFloat = 25.0
+    hop_ms: PositiveFloat = 10.0
     # concatenate this many consecutive frames into one RNN step
-    stack: int = 2
+    stack: PositiveInt = 2
 
 
 @dataclass
 class AugmentConfig:
     enabled: bool = False
-    freq_masks: int = 2
-    freq_width: int = 6
-    time_masks: int = 2
-    time_width: int = 4            # in RNN steps (after stacking)
-    max_time_fraction: float = 0.15
+    freq_masks: NonNegativeInt = 2
+    freq_width: NonNegativeInt = 6
+    time_masks: NonNegativeInt = 2
+    time_width: NonNegativeInt = 4            # in RNN steps (after stacking)
+    max_time_fraction: Fraction = 0.15
 
 
 @dataclass
@@ -73,25 +74,25 @@ class DataConfig:
     path: str = data_path("fsdd/recordings")
     split: Literal["official", "speaker"] = "official"
     test_speaker: str = "george"
-    dev_takes: int = 5
+    dev_takes: PositiveInt = 5
     # use only takes < max_take (smaller, faster runs for smoke tests); 50 = all
-    max_take: int = 50
+    max_take: PositiveInt = 50
     features: FeatureConfig = field(default_factory=FeatureConfig)
     spec_augment: AugmentConfig = field(default_factory=AugmentConfig)
     # batches are padded to a multiple of this many steps (few compiled shapes)
-    bucket: int = 16
+    bucket: PositiveInt = 16
     # longer utterances are cropped to their centre (after stacking); 0 = never
-    max_steps: int = 80
-    eval_batch: int = 100
+    max_steps: PositiveInt = 80
+    eval_batch: PositiveInt = 100
 
 
 @dataclass
 class ModelConfig:
     # any name of jaxrnn.cells.registry
     cell: CellName = "gru"
-    hidden_size: int = 128
-    num_layers: int = 2
-    dropout: float = 0.1
+    hidden_size: PositiveInt = 128
+    num_layers: PositiveInt = 2
+    dropout: Rate = 0.1
     readout: Literal["mean", "max"] = "mean"
 
 
@@ -120,7 +121,7 @@ def list_recordings(folder) -> list[Recording]:
     for p in sorted(folder.glob("*.wav")):
         m = _NAME.match(p.name)
         if not m:
-            raise ValueError(f"{p}: expected a name {{digit}}_{{speaker}}_{{take}}.wav")
+            raise DataError(f"{p}: expected a name {{digit}}_{{speaker}}_{{take}}.wav")
         out.append(Recording(str(p), int(m.group(1)), m.group(2), int(m.group(3))))
     if not out:
         raise ConfigError(f"data.path: no .wav files in {folder}")
@@ -138,7 +139,7 @@ def features_of(paths, fc: FeatureConfig) -> list:
         for p in paths:
             x, sr = audio.read_wav(p)
             if rate is not None and sr != rate:
-                raise ValueError(f"{p}: sample rate {sr}, others {rate}")
+                raise DataError(f"{p}: sample rate {sr}, others {rate}")
             rate = sr
             sigs.append(x)
         _CACHE[key] = signals_features(sigs, rate, fc)
@@ -319,7 +320,7 @@ def build(cfg: Config, runtime) -> Task:
 
     def evaluate(params, split="dev"):
         if split not in idx:
-            raise ValueError(f"digits: unknown split {split!r} (train, dev or test)")
+            raise DataError(f"digits: unknown split {split!r} (train, dev or test)")
         ids = idx[split]
         lg = predict_split(params, ids)
         y = labels[ids]

@@ -33,8 +33,9 @@ import optax
 
 import jaxrnn as jr
 from experiments.adding import make_cell
+from jaxrnn.train.config import (BaseConfig, ConfigError, DataError, NonNegativeFloat,
+                                 NonNegativeInt, PositiveInt, Rate, data_path)
 from jaxrnn.train import CellName
-from jaxrnn.train.config import BaseConfig, ConfigError, data_path
 from jaxrnn.train.experiment import Task
 
 NUM_CLASSES = 10
@@ -45,25 +46,25 @@ SPLIT_SEED = 40_004
 class DataConfig:
     path: str = data_path("mnist1d/mnist1d.npz")
     # examples held out of the 4000 training examples for model selection
-    dev_size: int = 400
+    dev_size: PositiveInt = 400
     standardize: bool = True
     # training-time augmentation: random shift by up to this many steps, Gaussian noise
-    augment_shift: int = 0
-    augment_noise: float = 0.0
-    eval_batch: int = 500
+    augment_shift: NonNegativeInt = 0
+    augment_noise: NonNegativeFloat = 0.0
+    eval_batch: PositiveInt = 500
 
 
 @dataclass
 class ModelConfig:
     cell: CellName = "gru"
-    hidden_size: int = 128
-    num_layers: int = 1
+    hidden_size: PositiveInt = 128
+    num_layers: PositiveInt = 1
     bidirectional: bool = False
     readout: Literal["last", "mean", "max"] = "last"
-    dropout: float = 0.0
+    dropout: Rate = 0.0
     cell_options: dict = field(default_factory=dict)
     # time steps per loop iteration (None: the backend's measured plan)
-    unroll: Optional[int] = None
+    unroll: Optional[PositiveInt] = None
 
 
 @dataclass
@@ -194,7 +195,7 @@ def build(cfg: Config, runtime) -> Task:
 
     def evaluate(params, split="dev"):
         if split not in ("dev", "test", "train"):
-            raise ValueError(f"mnist1d: unknown split {split!r} (dev, test or train)")
+            raise DataError(f"mnist1d: unknown split {split!r} (dev, test or train)")
         x, y = splits[split]
         s = batched_eval(lambda *a: eval_sums(params, *a), (x, y), d.eval_batch, runtime)
         return {"loss": s["nll"] / s["n"], "accuracy": s["hit"] / s["n"]}

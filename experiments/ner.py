@@ -28,7 +28,7 @@ from typing import Literal
 from jaxrnn.text import Sentence, Vocab, entity_prf, read_chars, read_columns
 from experiments.tagging import BatchConfig, evaluate_ensemble, tagging_task  # noqa: F401
 from jaxrnn.models.tagger import CharInput, Tagger, TaggerConfig, WordInput
-from jaxrnn.train.config import BaseConfig, TrainConfig, data_path
+from jaxrnn.train.config import BaseConfig, ConfigError, TrainConfig, data_path
 
 
 @dataclass
@@ -76,7 +76,7 @@ def build(cfg: Config, runtime):
     else:
         train = read(cfg.data.train)
         if cfg.model.lexicon_max_len:
-            raise ValueError("model.lexicon_max_len needs data.format: chars (a character-level "
+            raise ConfigError("model.lexicon_max_len needs data.format: chars (a character-level "
                              "task whose training words are known)")
         inp = WordInput([s.tokens for s in train], cfg.model)
     tags = Vocab.build((t for s in train for t in s.tags), specials=())

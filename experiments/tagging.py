@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Annotated, Any, Callable, Optional, Sequence
 
 import jax
 import numpy as np
 
+from jaxrnn.train.config import DataError, PositiveInt, Range
 from jaxrnn.heads import crf as crf_lib
 from jaxrnn.models.tagger import CharInput, Tagger
 from jaxrnn.text.batching import BucketSampler, bucket_boundaries, eval_batches, pad
@@ -30,9 +31,9 @@ __all__ = ["BatchConfig", "TaggingTask", "evaluate_ensemble", "tagging_task"]
 class BatchConfig:
     """Bucketing (section ``data.batching``): padded lengths are multiples of ``bucket_width``
     growing by about ``bucket_ratio``, so each jit-compiled step sees only a few shapes."""
-    bucket_width: int = 8
-    bucket_ratio: float = 1.3
-    eval_batch_size: int = 128
+    bucket_width: PositiveInt = 8
+    bucket_ratio: Annotated[float, Range(lo=1.0)] = 1.3
+    eval_batch_size: PositiveInt = 128
 
 
 @dataclass
@@ -54,11 +55,23 @@ def evaluate_ensemble(members, path=None) -> dict:
     """``jaxrnn evaluate --ensemble``: ``members`` is a list of ``(task, params)`` of one tagging
     experiment; scored by the first member's task (its dev set, or ``path``)."""
     if not members:
-        raise ValueError("an ensemble needs at least one member")
+        raise DataError("an ensemble needs at least one member")
     task = members[0][0]
     if not isinstance(task, TaggingTask):
-        raise ValueError("an ensemble needs tagging tasks (cws, pos, ner)")
+        raise DataError("an ensemble needs tagging tasks (cws, pos, ner)")
     return task.ensemble(members, path)
+
+
+def check_raw_text(path, lines: Sequence[str]) -> None:
+    """``predict`` reads raw text, one sentence a line. A gold file in a column format (CoNLL,
+    CoNLL-U: a token per line, tab-separated fields) would be tagged as text, field by field:
+    refuse it, pointing at ``evaluate --data``."""
+    nonempty = [ln for ln in lines if ln.strip()]
+    tabbed = sum(1 for ln in nonempty if "\t" in ln or ln.startswith("# sent_id"))
+    if nonempty and tabbed > len(nonempty) / 2:
+        raise DataError(f"{path}: looks like a tab-separated column file (CoNLL), not raw text; "
+                        f"predict reads raw text, one sentence a line; score a gold file with "
+                        f"jaxrnn evaluate --data {path}")
 
 
 def tagging_task(*, model: Tagger, train: Sequence[Sentence], dev: Sequence[Sentence],
@@ -74,7 +87,7 @@ def tagging_task(*, model: Tagger, train: Sequence[Sentence], dev: Sequence[Sent
     ``write(tokens, tags)`` formats one predicted sentence for ``jaxrnn predict``."""
     inp, tags = model.inp, model.tags
     if not train:
-        raise ValueError("no training sentences")
+        raise DataError("no training sentences")
     enc = [{"x": inp.encode(s.tokens, train_index=i) if isinstance(inp, CharInput)
              else inp.encode(s.tokens), "tags": tags.encode(s.tags), "n": len(s.tokens)}
            for i, s in enumerate(train)]
@@ -130,19 +143,19 @@ def tagging_task(*, model: Tagger, train: Sequence[Sentence], dev: Sequence[Sent
         """Mean emissions and mean CRF transitions of every member (a product of the members'
         CRFs, renormalized), decoded by Viterbi; scored like ``evaluate``."""
         if not members:
-            raise ValueError("an ensemble needs at least one member")
+            raise DataError("an ensemble needs at least one member")
         sents = dev if path is None else read_file(path)
         token_seqs = [s.tokens for s in sents]
         got = []
         for k, (task, params) in enumerate(members):
             if not isinstance(task, TaggingTask):
-                raise ValueError(f"ensemble member {k} is not a tagging task")
+                raise DataError(f"ensemble member {k} is not a tagging task")
             got.append(task.scores(params, token_seqs))
         for k, (_, crf, names) in enumerate(got):
             if names != tuple(tags.itos):
-                raise ValueError(f"ensemble member {k} has tags {names}, expected {tuple(tags.itos)}")
+                raise DataError(f"ensemble member {k} has tags {names}, expected {tuple(tags.itos)}")
             if (crf is None) != (not model.cfg.crf):
-                raise ValueError(f"ensemble member {k}: CRF and softmax taggers cannot be mixed")
+                raise DataError(f"ensemble member {k}: CRF and softmax taggers cannot be mixed")
         em = [np.mean([g[0][i] for g in got], axis=0) for i in range(len(sents))]
         pred: list = [None] * len(sents)
         if model.cfg.crf:
@@ -164,15 +177,20 @@ def tagging_task(*, model: Tagger, train: Sequence[Sentence], dev: Sequence[Sent
 
     def evaluate(params, split="dev"):
         if split != "dev":
-            raise ValueError(f"only the dev split is configured; score other files with "
+            raise DataError(f"only the dev split is configured; score other files with "
                              f"jaxrnn evaluate --data FILE (got split {split!r})")
         return evaluate_sentences(params, dev)
 
     def evaluate_file(params, path):
-        return evaluate_sentences(params, read_file(path))
+        sents = read_file(path)
+        if not sents:
+            raise DataError(f"{path}: no sentences to score")
+        return evaluate_sentences(params, sents)
 
     def predict(params, input_path, output_path=None):
-        token_seqs = [list(tokenize(line)) for line in read_lines(input_path)]
+        lines = read_lines(input_path)
+        check_raw_text(input_path, lines)
+        token_seqs = [list(tokenize(line)) for line in lines]
         nonempty = [i for i, t in enumerate(token_seqs) if t]
         pred = predict_tags(params, [token_seqs[i] for i in nonempty])
         by_line = dict(zip(nonempty, pred))

@@ -3,7 +3,8 @@ LSTM (``jaxrnn.models.Seq2Seq``) with or without attention, scored by BLEU with 
 
 Data: ``english TAB chinese`` a line (20,133 pairs). A fixed split drawn from
 ``data.split_seed`` (``data.test_size`` pairs test, ``data.dev_size`` dev, the rest train) is
-written to ``data.split_dir`` as ``train.txt``, ``dev.txt``, ``test.txt`` (same format), so
+written to ``data.split_dir`` inside the run folder as ``train.txt``, ``dev.txt``, ``test.txt``
+(same format), so
 ``jaxrnn evaluate --data FILE`` can score any file of pairs.
 
 Vocabularies, built from the train split only: English words (lowercased, punctuation split
@@ -35,10 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxrnn.train.config import (BaseConfig, CellName, ConfigError, DataError, NonNegativeFloat,
+                                 NonNegativeInt, PositiveInt, Rate, data_path, output_path)
 from jaxrnn import models
 from jaxrnn.text.batching import BucketSampler, bucket_length, pad
+from jaxrnn.text.readers import FormatError, read_lines
 from jaxrnn.text.vocab import PAD, UNK, Vocab
-from jaxrnn.train.config import BaseConfig, CellName, ConfigError, data_path
 from jaxrnn.train.experiment import Task
 
 BOS, EOS = "<s>", "</s>"
@@ -49,40 +52,40 @@ SPECIALS = (PAD, UNK, BOS, EOS)      # ids 0, 1, 2, 3 in both vocabularies
 class DataConfig:
     path: str = data_path("tatoeba_cmn_eng/cmn.txt")
     # where the split is written (relative to the working directory unless absolute)
-    split_dir: str = "runs/splits/tatoeba_cmn_eng"
+    split_dir: str = output_path("split")
     split_seed: int = 0
-    test_size: int = 1000
-    dev_size: int = 1000
+    test_size: PositiveInt = 1000
+    dev_size: PositiveInt = 1000
     src_level: Literal["word", "char"] = "word"
-    src_min_count: int = 2
-    tgt_min_count: int = 1
+    src_min_count: PositiveInt = 2
+    tgt_min_count: PositiveInt = 1
     # train pairs longer than these (tokens, </s> included) are dropped
-    max_src_len: int = 32
-    max_tgt_len: int = 48
+    max_src_len: PositiveInt = 32
+    max_tgt_len: PositiveInt = 48
     # padded lengths (source and target each take the smallest that fits)
-    buckets: list[int] = field(default_factory=lambda: [8, 16, 24, 48])
+    buckets: list[PositiveInt] = field(default_factory=lambda: [8, 16, 24, 48])
 
 
 @dataclass
 class ModelConfig:
     # a name of jaxrnn.cells.registry whose carry has an h (the decoder bridge sets it)
     cell: CellName = "lstm"
-    embed_size: int = 128
-    hidden_size: int = 256
-    enc_layers: int = 1
-    dec_layers: int = 1
+    embed_size: PositiveInt = 128
+    hidden_size: PositiveInt = 256
+    enc_layers: PositiveInt = 1
+    dec_layers: PositiveInt = 1
     attention: Literal["additive", "general", "dot", "none"] = "additive"
-    attn_size: int = 0              # additive attention width; 0: hidden_size
+    attn_size: NonNegativeInt = 0              # additive attention width; 0: hidden_size
     input_feeding: bool = True
-    dropout: float = 0.2
+    dropout: Rate = 0.2
 
 
 @dataclass
 class DecodeConfig:
-    beam_size: int = 5
-    alpha: float = 0.6              # GNMT length penalty exponent; 0: raw log-probability
-    max_len: int = 48               # output tokens at most (</s> included)
-    batch_size: int = 250           # sources decoded at once in evaluation
+    beam_size: PositiveInt = 5
+    alpha: NonNegativeFloat = 0.6              # GNMT length penalty exponent; 0: raw log-probability
+    max_len: PositiveInt = 48               # output tokens at most (</s> included)
+    batch_size: PositiveInt = 250           # sources decoded at once in evaluation
     dev_beam: bool = False          # also beam-decode dev at every evaluation
 
 
@@ -111,15 +114,13 @@ def tokenize_zh(text: str) -> list[str]:
 
 def read_pairs(path) -> list[tuple[str, str]]:
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            cols = line.split("\t")
-            if len(cols) < 2:
-                raise ValueError(f"{path}:{i}: expected 'english TAB chinese', got {line!r}")
-            pairs.append((cols[0], cols[1]))      # extra columns (attribution) are ignored
+    for i, line in enumerate(read_lines(path), 1):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if len(cols) < 2:
+            raise FormatError(path, i, f"expected 'english TAB chinese', got {line[:80]!r}")
+        pairs.append((cols[0], cols[1]))      # extra columns (attribution) are ignored
     return pairs
 
 
@@ -185,8 +186,6 @@ def build(cfg: Config, runtime) -> Task:
         raise ConfigError("decode.beam_size, decode.max_len and decode.batch_size must be >= 1")
     runtime.check_batch(t.batch_size)
     splits = split_pairs(read_pairs(d.path), d.split_seed, d.test_size, d.dev_size)
-    if runtime.is_main:
-        write_split(splits, d.split_dir)
     src_vocab = Vocab.build((w for en, _ in splits["train"] for w in tokenize_en(en, d.src_level)),
                             min_count=d.src_min_count, specials=SPECIALS)
     tgt_vocab = Vocab.build((c for _, zh in splits["train"] for c in tokenize_zh(zh)),
@@ -281,11 +280,14 @@ def build(cfg: Config, runtime) -> Task:
 
     def evaluate(params, split="dev"):
         if split not in held:
-            raise ValueError(f"translate has splits dev and test, not {split!r}")
+            raise DataError(f"translate has splits dev and test, not {split!r}")
         return score(params, held[split], beam=split == "test" or dc.dev_beam)
 
     def evaluate_file(params, path):
-        return score(params, Encoded(read_pairs(path), src_vocab, tgt_vocab, d.src_level), True)
+        pairs = read_pairs(path)
+        if not pairs:
+            raise DataError(f"{path}: no sentence pairs to score")
+        return score(params, Encoded(pairs, src_vocab, tgt_vocab, d.src_level), True)
 
     def translate_lines(params, lines: list[str]) -> list[str]:
         data = Encoded([(x, "") for x in lines], src_vocab, tgt_vocab, d.src_level)
@@ -310,4 +312,5 @@ def build(cfg: Config, runtime) -> Task:
 
     return Task(init=model.init, loss=loss, train_batch=train_batch, evaluate=evaluate,
                 evaluate_file=evaluate_file, generate=generate, predict=predict,
-                units=(t.batch_size, "pair"))
+                units=(t.batch_size, "pair"), metrics=("loss", "bleu") + (("bleu_beam",) if dc.dev_beam else ()),
+                write_files=lambda workdir: write_split(splits, Path(workdir) / d.split_dir))

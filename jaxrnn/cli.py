@@ -102,29 +102,94 @@ def _load_trained(workdir: str, checkpoint: str, data_dir: Optional[str] = None)
 def _require(task, name: str, experiment: str):
     fn = getattr(task, name)
     if fn is None:
-        raise SystemExit(f"jaxrnn: experiment {experiment!r} does not implement {name} "
-                         f"(add it to its Task; see docs/training.md)")
+        from jaxrnn.train.config import DataError
+        raise DataError(f"experiment {experiment!r} does not implement {name} "
+                        f"(add it to its Task; see docs/training.md)")
     return fn
 
 
+def _user_errors() -> tuple:
+    """The exception types that mean bad input (the message names it), not a bug."""
+    from jaxrnn.text.readers import FormatError
+    from jaxrnn.train import config as config_lib
+    from jaxrnn.train import loop
+    extra = tuple(getattr(mod, name) for mod, name in (
+        (loop, "WorkdirLockedError"), (loop, "CheckpointError")) if hasattr(mod, name))
+    return (config_lib.ConfigError, config_lib.DataError, FormatError, FileNotFoundError,
+            IsADirectoryError, NotADirectoryError, PermissionError) + extra
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs a command. Bad input (a config key, a file, an option) is one line on stderr and
+    exit status 2 (3 for a non-finite loss); anything else is a bug, shown with its traceback
+    and exit status 1."""
     args = _parser().parse_args(argv)
-    from jaxrnn.train.config import ConfigError
     from jaxrnn.train.loop import NonFiniteLossError
     try:
+        _check_args(args)
         return _run(args)
-    except ConfigError as e:
-        print(f"jaxrnn: config error: {e}", file=sys.stderr)
-        return 2
     except NonFiniteLossError as e:
         print(f"jaxrnn: {e}", file=sys.stderr)
         return 3
-    except FileNotFoundError as e:
-        print(f"jaxrnn: {e}", file=sys.stderr)
+    except _user_errors() as e:
+        from jaxrnn.train.config import ConfigError
+        kind = "config error: " if isinstance(e, ConfigError) else ""
+        print(f"jaxrnn: {kind}{_one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("jaxrnn: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001 - a bug: show everything
+        import traceback
+        traceback.print_exc()
+        print("jaxrnn: internal error (the traceback above): this is a bug in jaxrnn or in the "
+              "experiment module; please report it with the command that caused it",
+              file=sys.stderr)
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return " ".join(str(e).split())
+
+
+def _check_args(args) -> None:
+    """Command-line values checked before anything loads."""
+    import math
+    from jaxrnn.train.config import DataError
+    if args.command == "generate":
+        if not math.isfinite(args.temperature) or args.temperature <= 0:
+            raise DataError(f"--temperature must be a finite number > 0, got {args.temperature}")
+        if args.length < 0:
+            raise DataError(f"--length must be >= 0, got {args.length}")
+    if args.command in ("evaluate", "generate", "predict") \
+            and args.checkpoint not in ("best", "latest"):
+        if not args.checkpoint.isdigit():
+            raise DataError(f"--checkpoint must be best, latest or a step number, got "
+                            f"{args.checkpoint!r}")
+    for name in ("data", "input"):
+        value = getattr(args, name, None)
+        if value is None or (args.command == "generate" and name == "input"):
+            continue
+        path = Path(value)
+        if path.is_dir():
+            raise DataError(f"--{name} {value}: is a folder, not a file")
+        if not path.is_file():
+            raise FileNotFoundError(f"--{name} {value}: no such file")
+        if not path.read_bytes().strip():
+            raise DataError(f"--{name} {value}: the file is empty")
+    if args.command == "predict" and args.output is not None:
+        out = Path(args.output)
+        if out.is_dir():
+            raise DataError(f"--output {args.output}: is a folder, not a file")
+        if out.exists() and out.resolve() == Path(args.input).resolve():
+            raise DataError(f"--output {args.output} is the --input file: it would be "
+                            f"overwritten; write the predictions elsewhere")
 
 
 def _run(args) -> int:
+    from jaxrnn.train.config import DataError
     if args.command == "train":
         from jaxrnn.train import load_config, train_and_evaluate
         workdir = args.workdir or _default_workdir(args.config)
@@ -144,17 +209,17 @@ def _run(args) -> int:
         from jaxrnn.train import load_experiment
         ensemble = getattr(load_experiment(exp), "evaluate_ensemble", None)
         if ensemble is None:
-            raise SystemExit(f"jaxrnn: experiment {exp!r} defines no evaluate_ensemble "
-                             f"(the tagging experiments do; see docs/training.md)")
+            raise DataError(f"experiment {exp!r} defines no evaluate_ensemble "
+                            f"(the tagging experiments do; see docs/training.md)")
         members = [(run.task, params)]
         for d in args.ensemble:
             other, p, _ = _load_trained(d, args.checkpoint, args.data_dir)
             if other.cfg.experiment != exp:
-                raise SystemExit(f"jaxrnn: {d} is a {other.cfg.experiment!r} run, {args.workdir} "
-                                 f"a {exp!r} run: an ensemble needs one experiment")
+                raise DataError(f"{d} is a {other.cfg.experiment!r} run, {args.workdir} "
+                                f"a {exp!r} run: an ensemble needs one experiment")
             members.append((other.task, p))
         if args.split != "dev" and not args.data:
-            raise SystemExit("jaxrnn: --ensemble scores dev or --data FILE")
+            raise DataError("--ensemble scores dev or --data FILE")
         out = ensemble(members, args.data)
         print(json.dumps({"step": step, "split": "file" if args.data else "dev",
                           "members": 1 + len(args.ensemble),

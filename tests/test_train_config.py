@@ -46,8 +46,8 @@ def test_unknown_key_from_set():
     ("train.steps=1.5", r"train\.steps: expected int, got float"),
     ("model.cell=transformer", r"model\.cell: unknown cell 'transformer'.*lstm_peephole"),
     ("model.cell=3", r"model\.cell: expected a cell name, got int"),
-    ("optimizer.clip_norm=[1]", r"optimizer\.clip_norm: expected float or null"),
-    ("train.progress=maybe", r"train\.progress: expected bool or null"),
+    ("optimizer.clip_norm=[1]", r"optimizer\.clip_norm: expected float, got list \[1\] \(or null\)"),
+    ("train.progress=maybe", r"train\.progress: expected bool, got str 'maybe' \(or null\)"),
     ("model=3", r"model: expected a mapping"),
 ])
 def test_wrong_type_names_the_key(item, pattern):

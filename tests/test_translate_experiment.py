@@ -37,7 +37,7 @@ def trained(tmp_path_factory):
     data.write_text("".join(f"{en}\t{zh}\n" for en, zh in PAIRS * 8), encoding="utf-8")
     wd = root / "run"
     rc = cli.main(["train", "translate_tiny", "--workdir", str(wd),
-                   "--set", f"data.path={data}", "--set", f"data.split_dir={root / 'split'}",
+                   "--set", f"data.path={data}",
                    "--set", "data.test_size=8", "--set", "data.dev_size=8",
                    "--set", "train.steps=30", "--set", "train.eval_every=30",
                    "--set", "optimizer.learning_rate=1e-2", "--set", "decode.batch_size=16"])
@@ -47,7 +47,8 @@ def trained(tmp_path_factory):
 
 def test_tiny_run_evaluates_generates_predicts(trained, capsys):
     root, wd = trained
-    assert {p.name for p in (root / "split").iterdir()} == {"train.txt", "dev.txt", "test.txt"}
+    # the split is written inside the run folder (outputs never leave the workdir)
+    assert {p.name for p in (wd / "split").iterdir()} == {"train.txt", "dev.txt", "test.txt"}
     dev = [r for r in read_metrics(wd) if r["split"] == "dev"]
     assert dev and np.isfinite(dev[-1]["loss"]) and 0.0 <= dev[-1]["bleu"] <= 100.0
     train = [r for r in read_metrics(wd) if r["split"] == "train"]

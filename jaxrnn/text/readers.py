@@ -37,8 +37,14 @@ class Sentence(NamedTuple):
 
 
 def _lines(path) -> Iterator[tuple[int, str]]:
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
+    if Path(path).is_dir():
+        raise IsADirectoryError(21, "is a folder, not a text file", str(path))
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise FormatError(path, i, "not UTF-8 text (a binary file?)") from None
             yield i, line.rstrip("\r\n")
 
 

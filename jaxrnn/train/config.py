@@ -21,25 +21,32 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 
 __all__ = [
-    "CellName", "ConfigError", "BaseConfig", "OptimizerConfig", "TrainConfig", "DistributedConfig",
-    "DATA_ENV", "data_path", "data_root", "from_dict", "to_dict", "load_yaml", "apply_overrides",
+    "CellName", "Range", "PositiveInt", "NonNegativeInt", "PositiveFloat", "NonNegativeFloat",
+    "Rate", "Fraction", "Decay", "ConfigError", "DataError", "BaseConfig", "OptimizerConfig", "TrainConfig", "DistributedConfig",
+    "DATA_ENV", "data_path", "data_root", "output_path", "check_output_paths", "from_dict", "to_dict", "load_yaml", "apply_overrides",
     "resolve_paths", "relativize_paths", "dump_yaml", "diff_configs",
 ]
 
 
 class ConfigError(ValueError):
     """A config problem, with the key or path it concerns in the message."""
+
+
+class DataError(ValueError):
+    """Bad data or command input (an unknown split, an empty file, an option out of range),
+    named in the message. The CLI prints it as one line, like a :class:`ConfigError`."""
 
 
 # --------------------------------------------------------------------------- locations
@@ -65,6 +72,61 @@ class CellName(str):
     the config is read, before any data is loaded)."""
 
 
+@dataclass(frozen=True)
+class Range:
+    """A bound on a numeric config field, attached with ``typing.Annotated``: ``lo`` / ``hi``
+    (None: unbounded), inclusive unless ``lo_open`` / ``hi_open``. Every float field must also
+    be finite (NaN fails every comparison, so a plain ``> 0`` test would let it through)."""
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def describe(self) -> str:
+        left = "-inf" if self.lo is None else repr(self.lo)
+        right = "inf" if self.hi is None else repr(self.hi)
+        return (("(" if self.lo_open or self.lo is None else "[") + f"{left}, {right}"
+                + (")" if self.hi_open or self.hi is None else "]"))
+
+    def check(self, key: str, value) -> None:
+        ok = True
+        if self.lo is not None:
+            ok &= value > self.lo if self.lo_open else value >= self.lo
+        if self.hi is not None:
+            ok &= value < self.hi if self.hi_open else value <= self.hi
+        if not ok:
+            raise ConfigError(f"{key}: must be in {self.describe()}, got {value!r}")
+
+
+PositiveInt = Annotated[int, Range(lo=1)]
+NonNegativeInt = Annotated[int, Range(lo=0)]
+PositiveFloat = Annotated[float, Range(lo=0.0, lo_open=True)]
+NonNegativeFloat = Annotated[float, Range(lo=0.0)]
+Rate = Annotated[float, Range(0.0, 1.0, hi_open=True)]        # dropout-like: [0, 1)
+Fraction = Annotated[float, Range(0.0, 1.0)]                  # [0, 1]
+Decay = Annotated[float, Range(0.0, 1.0, hi_open=True)]       # Adam's b1/b2, momentum, EMA
+
+
+def output_path(default: str):
+    """A config field naming a file or folder the experiment writes: relative to the run folder
+    (the workdir) and confined to it, so no config value writes anywhere else."""
+    return field(default=default, metadata={"output_path": True})
+
+
+def check_output_paths(cfg, prefix: str = "") -> None:
+    """Every :func:`output_path` field is a relative path that stays inside the run folder."""
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        key = prefix + f.name
+        if dataclasses.is_dataclass(v):
+            check_output_paths(v, key + ".")
+        elif f.metadata.get("output_path"):
+            p = Path(str(v))
+            if not str(v) or p.is_absolute() or ".." in p.parts:
+                raise ConfigError(f"{key}: {v!r} must be a relative path inside the run folder "
+                                  f"(outputs are written under the workdir only)")
+
+
 def data_path(default: Optional[str] = None, *, required: bool = True):
     """A config field naming a data file (or folder), relative to the data root unless absolute.
 
@@ -78,37 +140,37 @@ def data_path(default: Optional[str] = None, *, required: bool = True):
 class OptimizerConfig:
     """Optax optimizer, schedule, regularization and accumulation (see ``jaxrnn.train.optim``)."""
     name: Literal["adam", "adamw", "sgd", "rmsprop", "adagrad", "lion", "adafactor"] = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: PositiveFloat = 1e-3
     schedule: Literal["constant", "warmup_cosine", "warmup_linear"] = "constant"
-    warmup_steps: int = 0
+    warmup_steps: NonNegativeInt = 0
     # final learning rate of the cosine / linear decay, as a fraction of learning_rate
-    end_factor: float = 0.0
+    end_factor: NonNegativeFloat = 0.0
     # decoupled (AdamW-style) weight decay; for sgd/adam it is added to the gradient (L2)
-    weight_decay: float = 0.0
+    weight_decay: NonNegativeFloat = 0.0
     # clip the global gradient norm to this value (None: no clipping)
-    clip_norm: Optional[float] = None
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
-    momentum: float = 0.0  # sgd only
+    clip_norm: Optional[PositiveFloat] = None
+    b1: Decay = 0.9
+    b2: Decay = 0.999
+    eps: NonNegativeFloat = 1e-8
+    momentum: Decay = 0.0  # sgd only
     nesterov: bool = False  # sgd only
     # gradient accumulation: apply the averaged update every k train steps (optax.MultiSteps)
-    accumulate_steps: int = 1
+    accumulate_steps: PositiveInt = 1
     # exponential moving average of the parameters (Polyak averaging), updated every train step
     # with decay min(ema_decay, (1 + t) / (10 + t)); when set, dev evaluation, the best
     # checkpoint, evaluate and predict use the averaged parameters. None: off.
-    ema_decay: Optional[float] = None
+    ema_decay: Optional[Annotated[float, Range(0.0, 1.0, lo_open=True, hi_open=True)]] = None
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 32
-    eval_every: int = 500
-    checkpoint_every: int = 500
-    log_every: int = 50
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 32
+    eval_every: PositiveInt = 500
+    checkpoint_every: PositiveInt = 500
+    log_every: PositiveInt = 50
     # keep this many most recent checkpoints (the best one is kept apart, in best/)
-    keep_checkpoints: int = 2
+    keep_checkpoints: PositiveInt = 2
     # the dev metric that selects the best checkpoint, and whether lower or higher is better
     best_metric: str = "loss"
     best_mode: Literal["min", "max"] = "min"
@@ -128,8 +190,8 @@ class DistributedConfig:
     """
     enabled: Literal["auto", "on", "off"] = "auto"
     coordinator_address: Optional[str] = None
-    num_processes: Optional[int] = None
-    process_id: Optional[int] = None
+    num_processes: Optional[PositiveInt] = None
+    process_id: Optional[NonNegativeInt] = None
 
 
 @dataclass
@@ -156,6 +218,10 @@ _FLOAT_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 def _type_name(tp) -> str:
     origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, *meta = typing.get_args(tp)
+        ranges = [m.describe() for m in meta if isinstance(m, Range)]
+        return _type_name(base) + (" in " + ", ".join(ranges) if ranges else "")
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (Union, types.UnionType):
@@ -177,12 +243,26 @@ def _convert(value, tp, key: str):
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
+    if origin is Annotated:
+        base, *meta = typing.get_args(tp)
+        value = _convert(value, base, key)
+        for m in meta:
+            if isinstance(m, Range):
+                m.check(key, value)
+        return value
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None:
             if type(None) in args:
                 return None
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got null")
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            # Optional[X]: X's own error says more (a range, a finite number) than "X or null"
+            try:
+                return _convert(value, options[0], key)
+            except ConfigError as e:
+                raise ConfigError(f"{e} (or null)") from None
         errors = []
         for a in args:
             if a is type(None):
@@ -230,11 +310,16 @@ def _convert(value, tp, key: str):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        out = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            out = float(value)
         # PyYAML reads 3e-4 (no dot) as a string; accept numeric strings for float fields.
-        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
-            return float(value)
+        elif isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+            out = float(value)
+        if out is not None:
+            if not math.isfinite(out):
+                raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+            return out
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -244,7 +329,7 @@ def _convert(value, tp, key: str):
 
 
 def _fields(cls):
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
 
 
@@ -301,10 +386,21 @@ def to_dict(cfg) -> dict:
 
 def load_yaml(path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config: {path} is a folder, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    with open(path) as f:
-        data = yaml.safe_load(f)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a YAML config was expected)") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {what}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -385,6 +481,10 @@ def resolve_paths(cfg, root: Optional[Path] = None, *, prefix: str = ""):
                         f"{key}: {v!r} is a relative path and no data root is set: set "
                         f"data_root in the config, pass --data-dir, or set ${DATA_ENV}")
                 p = Path(root) / p
+                if not p.resolve().is_relative_to(Path(root).resolve()):
+                    raise ConfigError(
+                        f"{key}: {v!r} resolves outside the data root {root}; relative data "
+                        f"paths stay under it (give an absolute path to read a file elsewhere)")
             if not p.exists():
                 where = (f" (relative paths are resolved against the data root {root}; set it "
                          f"with data_root, --data-dir or ${DATA_ENV})" if root is not None else "")

@@ -55,6 +55,11 @@ class Task:
       predict: ``(params, input_path, output_path) -> None``, writing predictions for a file
         (``jaxrnn predict``).
       units: ``(count_per_step, name)`` for the progress bar's throughput, e.g. ``(B*T, "char")``.
+      metrics: the names ``evaluate`` reports (at least those a config may select with
+        ``train.best_metric``), so a wrong name is refused before training rather than at the
+        first evaluation; ``None``: checked then.
+      write_files: ``workdir -> None``, files of the experiment's own to keep in the run folder
+        (e.g. the data split it made), called once the workdir is locked; paths stay inside it.
     """
     init: Callable[[Any], Any]
     loss: Callable[..., Any]
@@ -65,6 +70,8 @@ class Task:
     generate: Optional[Callable[..., str]] = None
     predict: Optional[Callable[..., None]] = None
     units: Optional[tuple] = None
+    metrics: Optional[tuple] = None
+    write_files: Optional[Callable[[Any], None]] = None
 
 
 def load_experiment(name: str) -> ModuleType:
@@ -86,7 +93,9 @@ def load_experiment(name: str) -> ModuleType:
                 hint = (f"; this repository's experiments are named by module path, e.g. "
                         f"'experiments.{name}'")
             raise ConfigError(f"experiment: no module named {name!r} (searched the Python path "
-                              f"and the working directory {os.getcwd()}){hint}") from None
+                              f"and the working directory {os.getcwd()}: run from the folder "
+                              f"that holds it, e.g. the repository root for experiments.*, or "
+                              f"add that folder to PYTHONPATH){hint}") from None
         raise
     for attr in ("Config", "build"):
         if not hasattr(mod, attr):
