@@ -10,8 +10,10 @@ from jaxrnn.cells import (Cell, ConvLSTMParams, GRUCarry, GRUParams, LSTMCarry, 
                           MGUParams, MinGRUParams, MinimalCarry, MinLSTMParams, SimpleRNNCarry,
                           SimpleRNNParams, conv_lstm, gru, lstm, mgu, min_gru, min_lstm,
                           simple_rnn)
+from jaxrnn.cells.checks import (InvalidArgumentType, InvalidArgumentValue, check_finite,
+                                 check_params, check_seq_lengths, checked, debug_checks)
 from jaxrnn.layers import Layer, bidirectional, dropout, layer, stack
-from jaxrnn.scan import check_seq_lengths, scan
+from jaxrnn.scan import scan
 
 __version__ = "0.1.0"
 
@@ -26,8 +28,10 @@ def __getattr__(name):
 
 
 __all__ = [
-    "Cell", "Layer", "bidirectional", "check_seq_lengths", "conv_lstm", "dropout", "gru",
+    "Cell", "Layer", "bidirectional", "check_finite", "check_params", "check_seq_lengths",
+    "checked", "conv_lstm", "debug_checks", "dropout", "gru",
     "layer", "lstm", "mgu", "min_gru", "min_lstm", "scan", "simple_rnn", "stack",
     "ConvLSTMParams", "GRUCarry", "GRUParams", "LSTMCarry", "LSTMParams", "MGUParams",
     "MinGRUParams", "MinimalCarry", "MinLSTMParams", "SimpleRNNCarry", "SimpleRNNParams",
+    "InvalidArgumentType", "InvalidArgumentValue",
 ]

@@ -110,13 +110,15 @@ def _require(task, name: str, experiment: str):
 
 def _user_errors() -> tuple:
     """The exception types that mean bad input (the message names it), not a bug."""
-    from jaxrnn.text.readers import FormatError
     from jaxrnn.train import config as config_lib
     from jaxrnn.train import loop
-    extra = tuple(getattr(mod, name) for mod, name in (
-        (loop, "WorkdirLockedError"), (loop, "CheckpointError")) if hasattr(mod, name))
-    return (config_lib.ConfigError, config_lib.DataError, FormatError, FileNotFoundError,
-            IsADirectoryError, NotADirectoryError, PermissionError) + extra
+    # the data readers' FormatError, when an experiment loaded them (the runner itself never
+    # imports a data module)
+    readers = sys.modules.get("jaxrnn.text.readers")
+    extra = (readers.FormatError,) if readers is not None else ()
+    return (config_lib.ConfigError, config_lib.DataError, FileNotFoundError, IsADirectoryError,
+            NotADirectoryError, PermissionError, loop.WorkdirLockedError,
+            loop.CheckpointError) + extra
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 
 from jaxrnn import engine
 from jaxrnn import scan as scan_lib
-from jaxrnn.cells import base
+from jaxrnn.cells import base, checks
 
 PyTree = Any
 
@@ -40,6 +40,10 @@ class Layer(NamedTuple):
       initial_carry: ``(params, batch_shape=()) -> carry`` of zeros.
       output_size: the width of ``ys``'s last axis.
       name: a short description.
+      check_params: ``(params) -> input_size``: checks ``params`` against the layer (structure,
+        shapes, floating dtypes; shapes only, so it works under ``jit``) and returns the input
+        size they expect. ``apply`` and ``step`` call it; a stack calls it on every layer
+        before running any. None for a layer built by hand (nothing is checked).
     """
 
     init: Callable[..., PyTree]
@@ -48,17 +52,15 @@ class Layer(NamedTuple):
     initial_carry: Callable[..., PyTree]
     output_size: int
     name: str
+    check_params: Optional[Callable[[PyTree], int]] = None
 
 
-def _check_rate(name: str, p) -> float:
-    p = float(p)
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {p}")
-    return p
+_check_rate = checks.check_rate
 
 
 def dropout(key, x, rate: float):
     """Inverted dropout: zero with probability ``rate``, scale the rest by 1/(1-rate)."""
+    rate = checks.check_rate("rate", rate, where="dropout")
     if key is None or rate == 0.0:
         return x
     keep = jax.random.bernoulli(key, 1.0 - rate, jnp.shape(x))
@@ -73,7 +75,8 @@ def _as_layer(obj) -> Layer:
         return obj
     if isinstance(obj, base.Cell):
         return layer(obj)
-    raise TypeError(f"expected a jaxrnn Cell or Layer, got {type(obj).__name__}")
+    raise checks.InvalidArgumentType(f"expected a jaxrnn Cell or Layer, got "
+                                     f"{type(obj).__name__}")
 
 
 # --------------------------------------------------------------------------- one direction
@@ -122,8 +125,7 @@ def _layer(cell, *, reverse, input_dropout, recurrent_dropout, zoneout, unroll, 
            method, remat):
     """:func:`layer` and its loop ``run(params, xs, carry, seq_lengths, key, reverse)``, whose
     direction may be traced: :func:`bidirectional` vmaps one ``run`` over both directions."""
-    if not isinstance(cell, base.Cell):
-        raise TypeError(f"layer() takes a jaxrnn Cell, got {type(cell).__name__}")
+    scan_lib.check_cell(cell, "layer")
     reverse = scan_lib.check_bool("reverse", reverse)
     p_in = _check_rate("input_dropout", input_dropout)
     p_rec = _check_rate("recurrent_dropout", recurrent_dropout)
@@ -133,8 +135,9 @@ def _layer(cell, *, reverse, input_dropout, recurrent_dropout, zoneout, unroll, 
     remat = scan_lib.check_bool("remat", remat)
     parallel = scan_lib.check_parallel(cell, parallel)
     if parallel and (p_rec or p_zone):
-        raise ValueError("parallel=True supports input_dropout only (no recurrent "
-                         "dropout or zoneout: they break the linear recurrence)")
+        raise checks.InvalidArgumentValue(
+            "parallel=True supports input_dropout only (no recurrent dropout or zoneout: they "
+            "break the linear recurrence)")
     name = f"{'reverse ' if reverse else ''}{cell.name}({cell.hidden_size})"
 
     def zoneout_masks(key, carry, steps):
@@ -145,16 +148,16 @@ def _layer(cell, *, reverse, input_dropout, recurrent_dropout, zoneout, unroll, 
             jax.random.bernoulli(k, p_zone, steps + jnp.shape(leaf))
             for k, leaf in zip(keys, leaves)])
 
+    def check_params(params):
+        return checks.check_params(cell, params)
+
     def run(params, xs, carry, seq_lengths, key, rev):
         xs = jnp.asarray(xs)
-        scan_lib.check_sequence(cell, params, xs)
+        lengths = scan_lib.check_inputs(cell, params, xs, carry, seq_lengths)
         T = xs.shape[0]
-        lengths = scan_lib.check_seq_lengths(seq_lengths, T)
         expected = cell.carry_for_input(params, xs[0])
         if carry is None:
             carry = expected
-        else:
-            scan_lib.check_carry(cell.name, jax.eval_shape(lambda: expected), carry)
         rec_mask = zmasks = None
         if key is not None:
             k_in, k_rec, k_zone = jax.random.split(key, 3)
@@ -182,12 +185,16 @@ def _layer(cell, *, reverse, input_dropout, recurrent_dropout, zoneout, unroll, 
             raise ValueError(f"{name}: a reverse=True layer cannot step: its first step reads "
                              f"the sequence's last input; run it with apply")
         x_t = jnp.asarray(x_t)
-        if jnp.ndim(x_t) != scan_lib.x_rank(cell):
-            raise ValueError(f"{name}: step takes one time step of one example, x_t of rank "
-                             f"{scan_lib.x_rank(cell)}, got shape {tuple(jnp.shape(x_t))}; "
-                             f"batch with jax.vmap")
+        input_size = checks.check_params(cell, params)
+        checks.check_step_input(cell, params, x_t, input_size=input_size)
+        if carry is None:
+            raise checks.InvalidArgumentType(
+                f"{name}: step needs a carry (initial_carry(params) for zeros)")
+        checks.check_carry(cell, params, carry, x_t)
+        checks.debug_check_finite(x_t, "x_t")
+        checks.debug_check_finite(params, "params")
+        checks.debug_check_finite(carry, "carry")
         expected = cell.carry_for_input(params, x_t)
-        scan_lib.check_carry(cell.name, jax.eval_shape(lambda: expected), carry)
         zmask = None
         if key is not None:
             if p_in or p_rec:
@@ -208,7 +215,7 @@ def _layer(cell, *, reverse, input_dropout, recurrent_dropout, zoneout, unroll, 
         return cell.output(new), new
 
     lay = Layer(init=cell.init, apply=apply, step=step, initial_carry=cell.initial_carry,
-                output_size=cell.output_size, name=name)
+                output_size=cell.output_size, name=name, check_params=check_params)
     return lay, run
 
 
@@ -237,19 +244,24 @@ def bidirectional(cell: base.Cell, cell_bw: base.Cell = None, merge: Union[str, 
       **layer_options: options of :func:`layer` for both directions (dropout, zoneout, unroll).
     """
     if not isinstance(cell, base.Cell) or (cell_bw is not None and not isinstance(cell_bw, base.Cell)):
-        raise TypeError("bidirectional() takes jaxrnn Cells (pass dropout/zoneout options as "
-                        "keyword arguments)")
+        raise checks.InvalidArgumentType(
+            "bidirectional() takes jaxrnn Cells (pass dropout/zoneout options as keyword "
+            "arguments)")
     if "reverse" in layer_options:
-        raise ValueError("bidirectional() sets the direction itself; do not pass reverse=")
+        raise checks.InvalidArgumentValue(
+            "bidirectional() sets the direction itself; do not pass reverse=")
     if isinstance(merge, str):
         if merge not in _MERGES:
-            raise ValueError(f"unknown merge mode {merge!r}; choose one of {sorted(_MERGES)} "
-                             f"or pass a function (y_fw, y_bw) -> y")
+            raise checks.InvalidArgumentValue(
+                f"unknown merge mode {merge!r}; choose one of {sorted(_MERGES)} or pass a "
+                f"function (y_fw, y_bw) -> y")
         merge_fn = _MERGES[merge]
     elif callable(merge):
         merge_fn = merge
     else:
-        raise ValueError(f"merge must be a string or a function, got {merge!r}")
+        raise checks.InvalidArgumentType(
+            f"merge must be a string ({', '.join(sorted(_MERGES))}) or a function "
+            f"(y_fw, y_bw) -> y, got {merge!r}")
     shared = cell_bw is None or (cell_bw.name == cell.name and cell_bw.options == cell.options)
     bw = cell if cell_bw is None else cell_bw
     # layer()'s signature gives the defaults and rejects unknown options
@@ -259,7 +271,7 @@ def bidirectional(cell: base.Cell, cell_bw: base.Cell = None, merge: Union[str, 
     fw_layer, run = _layer(cell, reverse=False, **options)
     bw_layer = layer(bw, reverse=True, **options)
     if cell.output_size != bw.output_size and merge != "concat":
-        raise ValueError(f"merge {merge!r} needs equal output sizes, got {cell.output_size} "
+        raise checks.InvalidArgumentValue(f"merge {merge!r} needs equal output sizes, got {cell.output_size} "
                          f"and {bw.output_size}")
     out_size = jax.eval_shape(merge_fn, jax.ShapeDtypeStruct((cell.output_size,), jnp.float32),
                               jax.ShapeDtypeStruct((bw.output_size,), jnp.float32)).shape[-1]
@@ -277,16 +289,46 @@ def bidirectional(cell: base.Cell, cell_bw: base.Cell = None, merge: Union[str, 
             return (c, c)
         return (cell.initial_carry(params[0], batch_shape), bw.initial_carry(params[1], batch_shape))
 
+    def check_params(params):
+        if shared:
+            return checks.check_params(
+                cell, params, what="bidirectional params", leading=(2,))
+        if not isinstance(params, tuple) or checks._is_namedtuple(params) or len(params) != 2:
+            raise checks.InvalidArgumentType(
+                f"bidirectional params must be a tuple (params_fw, params_bw) for cells of "
+                f"two kinds ({checks.describe(cell)} and {checks.describe(bw)}), got "
+                f"{type(params).__name__}")
+        with checks.within("bidirectional forward"):
+            size_fw = checks.check_params(cell, params[0])
+        with checks.within("bidirectional backward"):
+            size_bw = checks.check_params(bw, params[1])
+        if size_fw != size_bw:
+            raise checks.InvalidArgumentValue(
+                f"bidirectional params: the forward params expect input_size={size_fw}, the "
+                f"backward ones input_size={size_bw}")
+        return size_fw
+
     def apply(params, xs, carry=None, *, seq_lengths=None, key=None):
         if carry is not None and not (isinstance(carry, tuple) and len(carry) == 2
                                       and not hasattr(carry, "_fields")):
-            raise ValueError("bidirectional carry must be a tuple (carry_fw, carry_bw)")
+            raise checks.InvalidArgumentType(
+                f"bidirectional carry must be a tuple (carry_fw, carry_bw), got "
+                f"{type(carry).__name__}")
+        input_size = check_params(params)
         keys = (None, None) if key is None else tuple(jax.random.split(key))
         c_fw, c_bw = (None, None) if carry is None else carry
         if shared:
             p_fw = jax.tree.map(lambda a: a[0], params)
             xs = jnp.asarray(xs)
-            scan_lib.check_sequence(cell, p_fw, xs)
+            checks.check_sequence(cell, p_fw, xs, input_size=input_size)
+            checks.check_seq_lengths(seq_lengths, xs.shape[0])
+            if carry is not None:
+                x_t = jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype)
+                p_abs = checks._abstract(params, 1)
+                with checks.within("bidirectional forward"):
+                    checks.check_carry(cell, p_abs, c_fw, x_t)
+                with checks.within("bidirectional backward"):
+                    checks.check_carry(cell, p_abs, c_bw, x_t)
             if carry is None:
                 c = cell.carry_for_input(p_fw, xs[0])
                 c_fw = c_bw = c
@@ -310,12 +352,12 @@ def bidirectional(cell: base.Cell, cell_bw: base.Cell = None, merge: Union[str, 
             f"{merge if isinstance(merge, str) else 'custom'})")
 
     def step(params, carry, x_t, *, key=None):
-        raise ValueError(f"{name} cannot step: its backward direction starts from the "
+        raise checks.InvalidArgumentValue(f"{name} cannot step: its backward direction starts from the "
                          f"sequence's last input, so step t would need the inputs after t; "
                          f"run it with apply over the whole sequence")
 
     return Layer(init=init, apply=apply, step=step, initial_carry=initial_carry,
-                 output_size=int(out_size), name=name)
+                 output_size=int(out_size), name=name, check_params=check_params)
 
 
 # --------------------------------------------------------------------------- deep stacks
@@ -339,10 +381,14 @@ def stack(layers: Sequence[Union[base.Cell, Layer]], *, dropout: float = 0.0,
     unit); pass a fresh key at every step. Each layer's own rules are those of its ``step``
     (see :func:`layer`); a stack holding a bidirectional or reverse layer cannot step.
     """
+    if isinstance(layers, (base.Cell, Layer)) or not isinstance(layers, (list, tuple)):
+        raise checks.InvalidArgumentType(f"stack() takes a list of cells or layers, got "
+                                         f"{type(layers).__name__}")
     layers = tuple(_as_layer(l) for l in layers)
     if not layers:
-        raise ValueError("stack() needs at least one layer")
-    rate = _check_rate("dropout", dropout)
+        raise checks.InvalidArgumentValue("stack() needs at least one layer")
+    rate = checks.check_rate("dropout", dropout, where="stack")
+    residual = checks.check_bool("residual", residual, where="stack")
 
     def init(key, input_size: int):
         keys = jax.random.split(key, len(layers))
@@ -355,11 +401,43 @@ def stack(layers: Sequence[Union[base.Cell, Layer]], *, dropout: float = 0.0,
     def initial_carry(params, batch_shape=()):
         return tuple(l.initial_carry(p, batch_shape) for l, p in zip(layers, params))
 
-    def check(params, carry):
-        if not isinstance(params, tuple) or len(params) != len(layers):
-            raise ValueError(f"stack of {len(layers)} layers needs a tuple of {len(layers)} params")
-        if carry is not None and (not isinstance(carry, tuple) or len(carry) != len(layers)):
-            raise ValueError(f"stack of {len(layers)} layers needs a tuple of {len(layers)} carries")
+    def check_tuple(tree, what):
+        n = len(layers)
+        if not isinstance(tree, tuple) or checks._is_namedtuple(tree):
+            raise checks.InvalidArgumentType(
+                f"stack of {n} layers needs a tuple of {n} {what} (one per layer), got "
+                f"{type(tree).__name__}")
+        if len(tree) != n:
+            raise checks.InvalidArgumentValue(
+                f"stack of {n} layers needs a tuple of {n} {what}, got {len(tree)}")
+
+    def check_params(params):
+        """Every layer's params, before any layer runs; returns the stack's input size."""
+        check_tuple(params, "params")
+        size = None
+        for i, (l, p) in enumerate(zip(layers, params)):
+            if l.check_params is None:
+                continue
+            with checks.within(f"stack layer {i}"):
+                got = l.check_params(p)
+            if i == 0:
+                size = got
+            elif got != layers[i - 1].output_size:
+                raise checks.InvalidArgumentValue(
+                    f"stack layer {i}: params expect input_size={got}, but layer {i - 1} "
+                    f"({layers[i - 1].name}) outputs {layers[i - 1].output_size} features")
+        return size
+
+    def check(params, carry, x=None, what="xs"):
+        size = check_params(params)
+        if carry is not None:
+            check_tuple(carry, "carries")
+        if x is not None and size is not None:
+            shape = jnp.shape(x)
+            if not shape or shape[-1] != size:
+                raise checks.InvalidArgumentValue(
+                    f"stack: {what} has shape {tuple(shape)}, but layer 0's params expect "
+                    f"input_size={size} features on its last axis")
 
     def split_keys(key):
         """Layer ``i`` gets key ``2i``; the dropout after it gets ``2i + 1`` (apply and step)."""
@@ -379,36 +457,42 @@ def stack(layers: Sequence[Union[base.Cell, Layer]], *, dropout: float = 0.0,
         return ys
 
     def apply(params, xs, carry=None, *, seq_lengths=None, key=None):
-        check(params, carry)
+        h = jnp.asarray(xs)
+        check(params, carry, h)
         if carry is None:
             carry = (None,) * len(layers)
         keys = split_keys(key)
-        h = jnp.asarray(xs)
         valid = None
         if seq_lengths is not None:
+            if h.ndim == 0:
+                raise checks.InvalidArgumentValue(f"stack: xs must be a sequence, got a scalar")
+            lengths = checks.check_seq_lengths(seq_lengths, h.shape[0])
             steps = jnp.arange(h.shape[0], dtype=jnp.int32)
-            valid = (steps < jnp.asarray(seq_lengths, jnp.int32)).reshape(
-                (-1,) + (1,) * (h.ndim - 1))
+            valid = (steps < lengths).reshape((-1,) + (1,) * (h.ndim - 1))
         new_carry = []
         for i, (l, p, c) in enumerate(zip(layers, params, carry)):
-            ys, c_out = l.apply(p, h, c, seq_lengths=seq_lengths, key=keys[2 * i])
+            with checks.within(f"stack layer {i}"):
+                ys, c_out = l.apply(p, h, c, seq_lengths=seq_lengths, key=keys[2 * i])
             h = between(i, ys, h, keys[2 * i + 1], valid)
             new_carry.append(c_out)
         return h, tuple(new_carry)
 
     def step(params, carry, x_t, *, key=None):
-        check(params, carry)
-        if carry is None:
-            raise ValueError("stack step needs a carry (initial_carry(params) for zeros)")
-        keys = split_keys(key)
         h = jnp.asarray(x_t)
+        if carry is None:
+            raise checks.InvalidArgumentType(
+                "stack step needs a carry (initial_carry(params) for zeros)")
+        check(params, carry, h, "x_t")
+        keys = split_keys(key)
         new_carry = []
         for i, (l, p, c) in enumerate(zip(layers, params, carry)):
-            y, c_out = l.step(p, c, h, key=keys[2 * i])
+            with checks.within(f"stack layer {i}"):
+                y, c_out = l.step(p, c, h, key=keys[2 * i])
             h = between(i, y, h, keys[2 * i + 1])
             new_carry.append(c_out)
         return h, tuple(new_carry)
 
     return Layer(init=init, apply=apply, step=step, initial_carry=initial_carry,
                  output_size=layers[-1].output_size,
-                 name="stack(" + ", ".join(l.name for l in layers) + ")")
+                 name="stack(" + ", ".join(l.name for l in layers) + ")",
+                 check_params=check_params)

@@ -20,12 +20,15 @@ core's (see ``jaxrnn.nnx``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Optional
 
 import flax.linen as nn
 import jax
 
-from jaxrnn.interop._stack import apply_batched, named_arrays, torch_like_layers, torch_like_stack
+from jaxrnn.cells import checks
+from jaxrnn.interop._stack import (apply_batched, check_module_options, named_arrays,
+                                   torch_like_layers, torch_like_stack)
 
 __all__ = ["RNNBase", "SimpleRNN", "LSTM", "GRU", "MGU", "MinGRU", "MinLSTM"]
 
@@ -44,13 +47,25 @@ class RNNBase(nn.Module):
     cell_options: Optional[dict] = None
     cell: str = ""
 
+    def check_options(self):
+        """The module's fields, checked (a linen module is a dataclass: they are checked
+        when it is used, at ``init`` and ``apply``)."""
+        check_module_options(self.in_features, self.hidden_size, self.num_layers,
+                             self.bidirectional, self.dropout, self.proj_size, self.batch_first)
+        if self.cell_options is not None and not isinstance(self.cell_options, Mapping):
+            raise checks.InvalidArgumentType(
+                f"cell_options must be a dict of the cell factory's keyword arguments, got "
+                f"{type(self.cell_options).__name__}")
+
     def make_layer(self):
         """The ``jr.stack`` this module runs."""
+        self.check_options()
         return torch_like_stack(self.cell, self.hidden_size, self.num_layers, self.bidirectional,
                                 self.dropout, self.proj_size, **(self.cell_options or {}))
 
     def _layouts(self):
         """Each layer's ``(layer, input_size, ArrayLayout)``: where its named arrays go."""
+        self.check_options()
         out, size = [], self.in_features
         for l in torch_like_layers(self.cell, self.hidden_size, self.num_layers,
                                    self.bidirectional, self.proj_size,

@@ -50,7 +50,8 @@ from typing import Optional
 
 from flax import nnx
 
-from jaxrnn.interop._stack import apply_batched, named_arrays, torch_like_stack
+from jaxrnn.interop._stack import (apply_batched, check_module_options, named_arrays,
+                                   torch_like_stack)
 
 __all__ = ["RNNBase", "RNNLayer", "SimpleRNN", "LSTM", "GRU", "MGU", "MinGRU", "MinLSTM",
            "torch_like_stack", "apply_batched"]
@@ -86,6 +87,8 @@ class RNNBase(nnx.Module):
                  bidirectional: bool = False, dropout: float = 0.0,
                  proj_size: Optional[int] = None, *, batch_first: bool = True,
                  rngs: nnx.Rngs, **cell_options):
+        check_module_options(in_features, hidden_size, num_layers, bidirectional, dropout,
+                             proj_size, batch_first)
         self.in_features = in_features
         self.hidden_size = hidden_size
         self.num_layers = num_layers

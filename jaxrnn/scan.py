@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import engine
-from jaxrnn.cells import base
+from jaxrnn.cells import base, checks
 
 PyTree = Any
 
@@ -35,9 +35,11 @@ _LOG_ZERO = -1e30
 
 
 # --------------------------------------------------------------------------- checks
+# The checks live in jaxrnn.cells.checks (one validation layer for the library); the names
+# below are the time loop's options and the entry points' shared sequence of checks.
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
+check_seq_lengths = checks.check_seq_lengths
+check_bool = checks.check_bool
 
 
 def x_rank(cell: base.Cell) -> int:
@@ -46,57 +48,31 @@ def x_rank(cell: base.Cell) -> int:
 
 
 def check_sequence(cell: base.Cell, params, xs, what: str = "xs") -> None:
-    """Checks the rank and feature size of one sequence ``xs`` before any tracing work."""
-    shape = jnp.shape(xs)
-    want = 1 + x_rank(cell)
-    if len(shape) != want:
-        layout = "[T, input]" if want == 2 else f"[T, {', '.join(['spatial'] * (want - 2))}, channels]"
-        raise ValueError(
-            f"{cell.name}: {what} must be one sequence of shape {layout} (rank {want}), got "
-            f"shape {tuple(shape)}; batch with jax.vmap(jr.scan, in_axes=(None, None, 0))")
-    if shape[0] == 0:
-        raise ValueError(f"{cell.name}: {what} has no time steps (shape {tuple(shape)})")
-    base.check_input(cell.name, xs, cell.input_size(params), what=what)
-
-
-def check_seq_lengths(seq_lengths, num_steps: int, batch_shape=()):
-    """Validates ``seq_lengths`` (shape ``batch_shape``, integers in ``[0, num_steps]``).
-
-    Values are checked when they are concrete (outside ``jit``/``vmap``); under tracing
-    only the shape and dtype can be checked, and out-of-range lengths are clipped.
-    Returns the lengths as an int32 array, or None.
-    """
-    if seq_lengths is None:
-        return None
-    lengths = jnp.asarray(seq_lengths)
-    if tuple(lengths.shape) != tuple(batch_shape):
-        raise ValueError(
-            f"seq_lengths must have shape {tuple(batch_shape)} (one length per sequence), "
-            f"got shape {tuple(lengths.shape)}")
-    if not jnp.issubdtype(lengths.dtype, jnp.integer):
-        raise TypeError(f"seq_lengths must be integers, got dtype {lengths.dtype}")
-    if _is_concrete(lengths):
-        values = np.asarray(lengths)
-        if values.size and (values.min() < 0 or values.max() > num_steps):
-            raise ValueError(
-                f"seq_lengths must lie in [0, {num_steps}] (the number of time steps), got "
-                f"values from {values.min()} to {values.max()}")
-    return lengths.astype(jnp.int32)
+    """Checks the rank, dtype and feature size of one sequence ``xs`` before any tracing work."""
+    checks.check_sequence(cell, params, xs, what=what)
 
 
 def check_carry(cell_name: str, expected, carry) -> None:
     """Raises if ``carry`` does not have the structure, shapes and dtypes of ``expected``."""
-    exp_def = jax.tree.structure(expected)
-    got_def = jax.tree.structure(carry)
-    if exp_def != got_def:
-        raise ValueError(f"{cell_name}: carry has structure {got_def}, expected {exp_def}")
-    for e, g in zip(jax.tree.leaves(expected), jax.tree.leaves(carry)):
-        if tuple(jnp.shape(e)) != tuple(jnp.shape(g)):
-            raise ValueError(f"{cell_name}: carry leaf has shape {tuple(jnp.shape(g))}, expected "
-                             f"{tuple(jnp.shape(e))} (structure {exp_def})")
-        if jnp.result_type(g) != jnp.result_type(e):
-            raise TypeError(f"{cell_name}: carry leaf has dtype {jnp.result_type(g)}, expected "
-                            f"{jnp.result_type(e)}")
+    checks._compare(expected, carry, "", what="carry", hint=f"this {cell_name} cell",
+                    exact_dtype=True)
+
+
+def check_inputs(cell: base.Cell, params, xs, carry, seq_lengths, *, input_size=None):
+    """What every sequence entry point checks, in order, before any tracing work: the
+    params against the cell, ``xs``, the lengths, a given carry; in debug mode also that
+    ``xs``, params and carry are finite. Returns the lengths as int32 (or None)."""
+    if input_size is None:
+        input_size = checks.check_params(cell, params)
+    checks.check_sequence(cell, params, xs, input_size=input_size)
+    lengths = checks.check_seq_lengths(seq_lengths, xs.shape[0])
+    if carry is not None:
+        checks.check_carry(cell, params, carry, jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype))
+    checks.debug_check_finite(xs, "xs")
+    checks.debug_check_finite(params, "params")
+    if carry is not None:
+        checks.debug_check_finite(carry, "carry")
+    return lengths
 
 
 # --------------------------------------------------------------------------- public scan
@@ -105,31 +81,20 @@ METHODS = ("fused", "reference")
 
 
 def check_method(method) -> str:
-    if not isinstance(method, str) or method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    return method
+    return checks.check_choice("method", method, METHODS)
 
 
 def check_unroll(unroll):
-    if unroll is None:
-        return None
-    if isinstance(unroll, bool) or not isinstance(unroll, (int, np.integer)) or unroll < 1:
-        raise ValueError(f"unroll must be a positive integer or None, got {unroll!r}")
-    return int(unroll)
+    return None if unroll is None else checks.check_positive_int("unroll", unroll)
 
 
 def check_parallel(cell: base.Cell, parallel) -> bool:
-    parallel = check_bool("parallel", parallel)
+    parallel = checks.check_bool("parallel", parallel)
     if parallel and cell.log_coefficients is None:
-        raise ValueError(f"parallel=True needs a cell whose state follows a linear recurrence "
-                         f"(min_gru, min_lstm); the {cell.name!r} cell does not")
-    return bool(parallel)
-
-
-def check_bool(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
-    return bool(value)
+        raise checks.InvalidArgumentValue(
+            f"parallel=True needs a cell whose state follows a linear recurrence "
+            f"(min_gru, min_lstm); the {cell.name!r} cell does not")
+    return parallel
 
 
 def check_reverse(reverse):
@@ -137,7 +102,14 @@ def check_reverse(reverse):
         return bool(reverse)
     if isinstance(reverse, jax.Array) and reverse.shape == () and reverse.dtype == jnp.bool_:
         return reverse            # traced direction (bidirectional layers vmap over it)
-    raise TypeError(f"reverse must be a bool, got {reverse!r}")
+    raise checks.InvalidArgumentType(f"reverse must be a bool, got {reverse!r}")
+
+
+def check_cell(cell, where: str = "scan") -> base.Cell:
+    if not isinstance(cell, base.Cell):
+        raise checks.InvalidArgumentType(f"{where}() takes a jaxrnn Cell (jr.lstm(...), ...), "
+                                         f"got {type(cell).__name__}")
+    return cell
 
 
 def scan(cell: base.Cell, params, xs, carry=None, *, seq_lengths=None, reverse=False,
@@ -150,7 +122,10 @@ def scan(cell: base.Cell, params, xs, carry=None, *, seq_lengths=None, reverse=F
       params: the cell's parameters.
       xs: one sequence, ``[T, input]`` (``[T, *spatial, C]`` for ``conv_lstm``).
       carry: the initial carry; zeros when None.
-      seq_lengths: a scalar integer, the valid length of a right-padded sequence.
+      seq_lengths: a scalar integer, the valid length of a right-padded sequence. Concrete
+        values are range-checked; traced ones (under ``jit``/``vmap``) only for shape and
+        dtype, and clipped by the loop: check them with ``jr.check_seq_lengths`` before
+        tracing, or trace under ``jr.checked`` / ``jr.debug_checks`` (checkify).
       reverse: read the valid part backwards (``ys`` stays aligned with ``xs``).
       unroll: time steps per loop iteration; None: the backend's measured plan.
       parallel: for cells with ``log_coefficients`` (``min_gru``, ``min_lstm``), a log-space
@@ -164,20 +139,24 @@ def scan(cell: base.Cell, params, xs, carry=None, *, seq_lengths=None, reverse=F
 
     Returns:
       ``ys`` of shape ``[T, output]`` (zero past ``seq_lengths``) and the final carry.
+
+    Raises (before any tracing work, naming the argument or field): ``TypeError`` for an
+    argument of the wrong kind (an option that is not a bool, params of another cell
+    family, an integer dtype, float lengths), ``ValueError`` for a wrong value (shapes,
+    missing or extra optional params fields, lengths out of range). See
+    :mod:`jaxrnn.cells.checks`. NaN and Inf are not checked (they propagate) except inside
+    ``jr.debug_checks()``.
     """
+    check_cell(cell)
     method = check_method(method)
     unroll = check_unroll(unroll)
     parallel = check_parallel(cell, parallel)
     reverse = check_reverse(reverse)
     remat = check_bool("remat", remat)
     xs = jnp.asarray(xs)
-    check_sequence(cell, params, xs)
-    lengths = check_seq_lengths(seq_lengths, xs.shape[0])
-    expected = cell.carry_for_input(params, xs[0])
+    lengths = check_inputs(cell, params, xs, carry, seq_lengths)
     if carry is None:
-        carry = expected
-    else:
-        check_carry(cell.name, jax.eval_shape(lambda: expected), carry)
+        carry = cell.carry_for_input(params, xs[0])
     return run(cell, params, xs, carry, seq_lengths=lengths, reverse=reverse, unroll=unroll,
                parallel=parallel, method=method, remat=remat)
 

@@ -405,7 +405,7 @@ def test_step_refuses_what_cannot_step():
     with pytest.raises(ValueError, match="carry"):
         lay.step(p, jr.GRUCarry(jnp.zeros(H + 1)), x)
     net = jr.stack([jr.gru(H), jr.gru(H)])
-    with pytest.raises(ValueError, match="tuple of 2 carries"):
+    with pytest.raises(TypeError, match="tuple of 2 carries.*got GRUCarry"):
         net.step(net.init(jax.random.PRNGKey(0), I), jr.GRUCarry(jnp.zeros(H)), x)
 
 

@@ -141,7 +141,7 @@ def test_error_mismatched_carry():
     cell = jr.lstm(4)
     params = cell.init(jax.random.PRNGKey(0), 3)
     xs = jnp.zeros((6, 3))
-    with pytest.raises(ValueError, match="structure"):
+    with pytest.raises(TypeError, match="carry must be LSTMCarry.*got GRUCarry"):
         jr.scan(cell, params, xs, jr.GRUCarry(jnp.zeros(4)))
     with pytest.raises(ValueError, match=r"shape \(5,\)"):
         jr.scan(cell, params, xs, jr.LSTMCarry(jnp.zeros(5), jnp.zeros(4)))

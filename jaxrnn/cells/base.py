@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrnn.cells import checks
+
 Array = jax.Array
 PyTree = Any
 
@@ -127,18 +129,23 @@ def make_cell(*, init, initial_carry, recurrence: Recurrence, output, input_size
         return rec.update(pw, carry, px, lambda k, a: rec.linear(a, ws[k]), rec_mask)
 
     def step(params, carry, x_t):
+        # trace-time checks of what the user hands in (shapes and dtypes only)
+        checks.check_params(cell, params)
+        checks.check_input(name, x_t, input_size(params))
+        checks.check_carry(cell, params, carry, x_t)
         return recur(params, carry, project(params, x_t))
 
     if carry_for_input is None:
         def carry_for_input(params, x_t):
             return initial_carry(params, batch_shape=tuple(jnp.shape(x_t)[:-1]))
 
-    return Cell(init=init, initial_carry=initial_carry, step=step, output=output,
+    cell = Cell(init=init, initial_carry=initial_carry, step=step, output=output,
                 project=project, recur=recur, carry_for_input=carry_for_input,
                 input_size=input_size, hidden_size=int(hidden_size),
                 output_size=int(output_size), name=name, options=dict(options),
                 recurrence=rec, spatial_dims=int(spatial_dims),
                 log_coefficients=log_coefficients)
+    return cell
 
 
 def matmul_in(dtype):
@@ -149,26 +156,21 @@ def matmul_in(dtype):
 
 
 # --------------------------------------------------------------------------- checks
+# One validation layer for the whole library: jaxrnn.cells.checks. These names stay here for
+# the cell families and older callers.
 
-def check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_input(cell_name: str, x, expected: int, what: str = "x_t") -> None:
-    """Raises a clear error if ``x``'s last axis is not the params' input size."""
-    shape = jnp.shape(x)
-    if len(shape) == 0:
-        raise ValueError(f"{cell_name}: {what} must have a feature axis, got a scalar")
-    if shape[-1] != expected:
-        raise ValueError(
-            f"{cell_name}: {what} has {shape[-1]} features on its last axis "
-            f"(shape {tuple(shape)}) but the params expect input_size={expected}")
+check_positive_int = checks.check_positive_int
+check_input = checks.check_input
 
 
-def resolve_dtype(dtype):
-    return None if dtype is None else jnp.dtype(dtype)
+def resolve_dtype(dtype, name: str = "dtype", where=None):
+    """The compute dtype option: None (promote the operands) or a floating dtype."""
+    return checks.check_float_dtype(name, dtype, optional=True, where=where)
+
+
+def param_dtype_of(param_dtype, where=None):
+    """The ``param_dtype`` option: a floating dtype."""
+    return checks.check_float_dtype("param_dtype", param_dtype, where=where)
 
 
 def accumulator(dtype):
@@ -210,7 +212,7 @@ def broadcast_like(v, x):
 
 
 def zeros_carry(carry_type, sizes: Sequence[int], batch_shape, dtype):
-    batch_shape = tuple(batch_shape)
+    batch_shape = checks.check_batch_shape("batch_shape", batch_shape)
     return carry_type(*[jnp.zeros(batch_shape + (s,), dtype) for s in sizes])
 
 
@@ -300,8 +302,7 @@ def orthogonal_blocks(key, rows: int, cols: int, blocks: int, dtype):
 
 def chrono_forget_bias(key, hidden_size: int, t_max: float, dtype):
     """Chrono initialization (Tallec & Ollivier 2018): b_f ~ log(U(1, t_max - 1))."""
-    if t_max <= 2:
-        raise ValueError(f"chrono_t_max must be > 2, got {t_max}")
+    t_max = checks.check_finite_float("chrono_t_max", t_max, greater_than=2)
     u = jax.random.uniform(key, (hidden_size,), jnp.float32, 1.0, t_max - 1.0)
     return jnp.log(u).astype(dtype)
 

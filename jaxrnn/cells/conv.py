@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn.cells import base
+from jaxrnn.cells import base, checks
 from jaxrnn.cells.lstm import LSTMCarry
 
 
@@ -36,16 +36,25 @@ def conv_lstm(channels: int, kernel_size: Union[int, Sequence[int]] = 3, *,
               spatial_dims: int = 2, forget_bias: float = 1.0, dtype=None,
               param_dtype=jnp.float32) -> base.Cell:
     """A convolutional LSTM over 1-D, 2-D or 3-D feature maps (channels last)."""
-    C = base.check_positive_int("channels", channels)
+    w = "conv_lstm"
+    C = checks.check_positive_int("channels", channels, where=w)
+    spatial_dims = checks.check_positive_int("spatial_dims", spatial_dims, where=w)
     if spatial_dims not in _SPATIAL:
-        raise ValueError(f"conv_lstm: spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
-    if isinstance(kernel_size, (int, np.integer)):
-        kernel = (int(kernel_size),) * spatial_dims
+        raise checks.InvalidArgumentValue(
+            f"conv_lstm: spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
+    # any positive kernel size: 'SAME' padding keeps the spatial shape for even sizes too
+    if isinstance(kernel_size, (tuple, list)):
+        kernel = tuple(checks.check_positive_int(f"kernel_size[{i}]", k, where=w)
+                       for i, k in enumerate(kernel_size))
+        if len(kernel) != spatial_dims:
+            raise checks.InvalidArgumentValue(
+                f"conv_lstm: kernel_size {tuple(kernel_size)!r} has {len(kernel)} entries, "
+                f"expected one per spatial axis (spatial_dims={spatial_dims})")
     else:
-        kernel = tuple(int(k) for k in kernel_size)
-    if len(kernel) != spatial_dims or any(k <= 0 for k in kernel):
-        raise ValueError(f"conv_lstm: kernel_size {kernel_size!r} does not fit spatial_dims={spatial_dims}")
-    compute, pdt = base.resolve_dtype(dtype), jnp.dtype(param_dtype)
+        kernel = (checks.check_positive_int("kernel_size", kernel_size, where=w),) * spatial_dims
+    forget_bias = checks.check_finite_float("forget_bias", forget_bias, where=w)
+    compute = base.resolve_dtype(dtype, where=w)
+    pdt = base.param_dtype_of(param_dtype, where=w)
     sp = _SPATIAL[spatial_dims]
     dims = ("N" + sp + "C", sp + "IO", "N" + sp + "C")
     name = "conv_lstm"
@@ -74,9 +83,9 @@ def conv_lstm(channels: int, kernel_size: Union[int, Sequence[int]] = 3, *,
         return params.w_ih.shape[-2]
 
     def initial_carry(params, batch_shape=()):
-        batch_shape = tuple(batch_shape)
+        batch_shape = checks.check_batch_shape("batch_shape", batch_shape, where=w)
         if len(batch_shape) < spatial_dims:
-            raise ValueError(f"conv_lstm: initial_carry needs batch_shape=(*batch, *spatial) "
+            raise checks.InvalidArgumentValue(f"conv_lstm: initial_carry needs batch_shape=(*batch, *spatial) "
                              f"with {spatial_dims} spatial axes, got {batch_shape}")
         return base.zeros_carry(LSTMCarry, (C, C), batch_shape, params.w_hh.dtype)
 

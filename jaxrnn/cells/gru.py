@@ -16,7 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.cells import base
+from jaxrnn.cells import base, checks
 
 
 class GRUParams(NamedTuple):
@@ -33,9 +33,10 @@ class GRUCarry(NamedTuple):
 def gru(hidden_size: int, *, reset_after: bool = True, dtype=None,
         param_dtype=jnp.float32) -> base.Cell:
     """A GRU cell. ``reset_after`` picks where the reset gate acts (see module doc)."""
-    H = base.check_positive_int("hidden_size", hidden_size)
-    compute = base.resolve_dtype(dtype)
-    pdt = jnp.dtype(param_dtype)
+    H = checks.check_positive_int("hidden_size", hidden_size, where="gru")
+    reset_after = checks.check_bool("reset_after", reset_after, where="gru")
+    compute = base.resolve_dtype(dtype, where="gru")
+    pdt = base.param_dtype_of(param_dtype, where="gru")
     name = "gru"
 
     def init(key, input_size: int) -> GRUParams:

@@ -29,7 +29,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.cells import base
+from jaxrnn.cells import base, checks
 
 
 class LSTMParams(NamedTuple):
@@ -60,12 +60,21 @@ def lstm(hidden_size: int, *, peephole: bool = False, coupled: bool = False,
         state and the carry stay in float32 (or ``param_dtype`` if wider).
       param_dtype: dtype of the parameters and of the carry.
     """
-    H = base.check_positive_int("hidden_size", hidden_size)
-    P = None if proj_size is None else base.check_positive_int("proj_size", proj_size)
+    w = "lstm"
+    H = checks.check_positive_int("hidden_size", hidden_size, where=w)
+    peephole = checks.check_bool("peephole", peephole, where=w)
+    coupled = checks.check_bool("coupled", coupled, where=w)
+    layer_norm = checks.check_bool("layer_norm", layer_norm, where=w)
+    P = checks.check_optional_positive_int("proj_size", proj_size, where=w)
     if P is not None and P >= H:
-        raise ValueError(f"proj_size ({P}) must be smaller than hidden_size ({H}), as in PyTorch")
-    compute = base.resolve_dtype(dtype)
-    pdt = jnp.dtype(param_dtype)
+        raise checks.InvalidArgumentValue(
+            f"lstm: proj_size ({P}) must be smaller than hidden_size ({H}), as in PyTorch")
+    forget_bias = checks.check_finite_float("forget_bias", forget_bias, where=w)
+    if chrono_t_max is not None:
+        chrono_t_max = checks.check_finite_float("chrono_t_max", chrono_t_max, where=w,
+                                                 greater_than=2)
+    compute = base.resolve_dtype(dtype, where=w)
+    pdt = base.param_dtype_of(param_dtype, where=w)
     G = 3 if coupled else 4
     out = P or H
     name = "lstm"

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.cells import base
+from jaxrnn.cells import base, checks
 
 
 class MGUParams(NamedTuple):
@@ -99,8 +99,10 @@ def _common(name, H, compute, pdt, blocks, with_recurrent, forget_bias):
 def mgu(hidden_size: int, *, forget_bias: float = 1.0, dtype=None,
         param_dtype=jnp.float32) -> base.Cell:
     """The minimal gated unit (one gate, Zhou et al. 2016)."""
-    H = base.check_positive_int("hidden_size", hidden_size)
-    compute, pdt = base.resolve_dtype(dtype), jnp.dtype(param_dtype)
+    H = checks.check_positive_int("hidden_size", hidden_size, where="mgu")
+    forget_bias = checks.check_finite_float("forget_bias", forget_bias, where="mgu")
+    compute = base.resolve_dtype(dtype, where="mgu")
+    pdt = base.param_dtype_of(param_dtype, where="mgu")
     init, input_size, initial_carry, recurrence, output = _common(
         "mgu", H, compute, pdt, 2, True, forget_bias)
 
@@ -121,8 +123,9 @@ def mgu(hidden_size: int, *, forget_bias: float = 1.0, dtype=None,
 
 def min_gru(hidden_size: int, *, dtype=None, param_dtype=jnp.float32) -> base.Cell:
     """minGRU: a GRU whose gates read x_t only (Feng et al. 2024)."""
-    H = base.check_positive_int("hidden_size", hidden_size)
-    compute, pdt = base.resolve_dtype(dtype), jnp.dtype(param_dtype)
+    H = checks.check_positive_int("hidden_size", hidden_size, where="min_gru")
+    compute = base.resolve_dtype(dtype, where="min_gru")
+    pdt = base.param_dtype_of(param_dtype, where="min_gru")
     init, input_size, initial_carry, recurrence, output = _common(
         "min_gru", H, compute, pdt, 2, False, 0.0)
 
@@ -148,8 +151,10 @@ def min_gru(hidden_size: int, *, dtype=None, param_dtype=jnp.float32) -> base.Ce
 def min_lstm(hidden_size: int, *, forget_bias: float = 1.0, dtype=None,
              param_dtype=jnp.float32) -> base.Cell:
     """minLSTM: an LSTM whose gates read x_t only, normalized f' + i' = 1 (Feng et al. 2024)."""
-    H = base.check_positive_int("hidden_size", hidden_size)
-    compute, pdt = base.resolve_dtype(dtype), jnp.dtype(param_dtype)
+    H = checks.check_positive_int("hidden_size", hidden_size, where="min_lstm")
+    forget_bias = checks.check_finite_float("forget_bias", forget_bias, where="min_lstm")
+    compute = base.resolve_dtype(dtype, where="min_lstm")
+    pdt = base.param_dtype_of(param_dtype, where="min_lstm")
     init, input_size, initial_carry, recurrence, output = _common(
         "min_lstm", H, compute, pdt, 3, False, forget_bias)
 

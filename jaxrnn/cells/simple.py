@@ -7,7 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.cells import base
+from jaxrnn.cells import base, checks
 
 
 class SimpleRNNParams(NamedTuple):
@@ -26,13 +26,12 @@ _NONLINEARITIES = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 def simple_rnn(hidden_size: int, *, nonlinearity: str = "tanh", dtype=None,
                param_dtype=jnp.float32) -> base.Cell:
     """A vanilla RNN cell with a ``tanh`` or ``relu`` nonlinearity."""
-    H = base.check_positive_int("hidden_size", hidden_size)
-    if nonlinearity not in _NONLINEARITIES:
-        raise ValueError(f"simple_rnn: unknown nonlinearity {nonlinearity!r}; "
-                         f"choose one of {sorted(_NONLINEARITIES)}")
-    act = _NONLINEARITIES[nonlinearity]
-    compute = base.resolve_dtype(dtype)
-    pdt = jnp.dtype(param_dtype)
+    w = "simple_rnn"
+    H = checks.check_positive_int("hidden_size", hidden_size, where=w)
+    act = _NONLINEARITIES[checks.check_choice("nonlinearity", nonlinearity,
+                                              sorted(_NONLINEARITIES), where=w)]
+    compute = base.resolve_dtype(dtype, where=w)
+    pdt = base.param_dtype_of(param_dtype, where=w)
     name = "simple_rnn"
 
     def init(key, input_size: int) -> SimpleRNNParams:

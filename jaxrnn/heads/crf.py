@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrnn.cells import checks
+
 # exp(FORBIDDEN) underflows to exactly 0 in float32 and float64, and stays finite for gradients.
 FORBIDDEN = -1e4
 
@@ -42,8 +44,8 @@ class Constraints(NamedTuple):
 
 def init(num_tags: int, dtype=jnp.float32) -> CRFParams:
     """Zero scores: before training, every path is as likely as its emissions say."""
-    if num_tags <= 0:
-        raise ValueError(f"num_tags must be positive, got {num_tags}")
+    num_tags = checks.check_positive_int("num_tags", num_tags, where="crf.init")
+    dtype = checks.check_float_dtype("dtype", dtype, where="crf.init")
     return CRFParams(jnp.zeros((num_tags, num_tags), dtype), jnp.zeros(num_tags, dtype),
                      jnp.zeros(num_tags, dtype))
 
@@ -58,15 +60,22 @@ def _constrained(params: CRFParams, constraints: Optional[Constraints]) -> CRFPa
 
 
 def _check(params: CRFParams, emissions, length):
+    if not isinstance(params, CRFParams):
+        raise checks.InvalidArgumentType(f"crf: params must be CRFParams (crf.init(num_tags)), "
+                                         f"got {type(params).__name__}")
     K = params.transitions.shape[0]
+    emissions = jnp.asarray(emissions)
     if emissions.ndim != 2 or emissions.shape[-1] != K:
-        raise ValueError(f"crf: emissions must be [T, {K}] for one sequence (vmap for batches), "
-                         f"got shape {tuple(emissions.shape)}")
+        raise checks.InvalidArgumentValue(
+            f"crf: emissions must be [T, {K}] for one sequence (vmap for batches), got shape "
+            f"{tuple(emissions.shape)}")
     T = emissions.shape[0]
-    n = jnp.asarray(T if length is None else length, jnp.int32)
-    if n.ndim != 0:
-        raise ValueError(f"crf: length must be a scalar per sequence, got shape {n.shape}")
-    return T, n
+    if length is None:
+        return T, jnp.asarray(T, jnp.int32)
+    if jnp.ndim(length) != 0:
+        raise checks.InvalidArgumentValue(
+            f"crf: length must be a scalar per sequence, got shape {tuple(jnp.shape(length))}")
+    return T, checks.check_seq_lengths(length, T, what="crf: length")
 
 
 def sequence_score(params: CRFParams, emissions, tags, length=None,

@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxrnn.cells import checks
+
 __all__ = ["ctc_loss", "greedy_decode", "prefix_beam_search", "edit_distance", "error_rate"]
 
 
@@ -35,13 +37,31 @@ def ctc_loss(logits, logit_lengths, labels, label_lengths, *, blank: int = 0):
       blank: the blank index.
     """
     logits = jnp.asarray(logits)
-    B, T, _ = logits.shape
+    labels = jnp.asarray(labels)
+    if logits.ndim != 3:
+        raise checks.InvalidArgumentValue(f"ctc_loss: logits must be [B, T, K], got shape "
+                                          f"{tuple(logits.shape)}")
+    B, T, K = logits.shape
+    if labels.ndim != 2 or labels.shape[0] != B:
+        raise checks.InvalidArgumentValue(f"ctc_loss: labels must be [{B}, L], got shape "
+                                          f"{tuple(labels.shape)}")
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        raise checks.InvalidArgumentType(f"ctc_loss: labels must be integers, got dtype "
+                                         f"{labels.dtype}")
     L = labels.shape[1]
+    blank = checks.check_int("blank", blank, low=0, where="ctc_loss")
+    if blank >= K:
+        raise checks.InvalidArgumentValue(f"ctc_loss: blank={blank} is not one of the {K} "
+                                          f"classes")
+    logit_lengths = checks.check_seq_lengths(logit_lengths, T, (B,),
+                                             what="ctc_loss: logit_lengths")
+    label_lengths = checks.check_seq_lengths(label_lengths, L, (B,),
+                                             what="ctc_loss: label_lengths")
     # int32 on both sides (jnp.arange is int64 under x64, which strict promotion refuses)
     logit_pad = (jnp.arange(T, dtype=jnp.int32)[None, :]
-                 >= jnp.asarray(logit_lengths, jnp.int32)[:, None]).astype(logits.dtype)
+                 >= logit_lengths[:, None]).astype(logits.dtype)
     label_pad = (jnp.arange(L, dtype=jnp.int32)[None, :]
-                 >= jnp.asarray(label_lengths, jnp.int32)[:, None]).astype(logits.dtype)
+                 >= label_lengths[:, None]).astype(logits.dtype)
     return optax.ctc_loss(logits, logit_pad, jnp.asarray(labels, jnp.int32), label_pad,
                           blank_id=blank)
 
@@ -49,8 +69,11 @@ def ctc_loss(logits, logit_lengths, labels, label_lengths, *, blank: int = 0):
 def _valid(log_probs, length):
     lp = np.asarray(log_probs, np.float64)
     if lp.ndim != 2:
-        raise ValueError(f"expected [T, K] log-probabilities of one sequence, got {lp.shape}")
-    return lp if length is None else lp[:int(length)]
+        raise checks.InvalidArgumentValue(
+            f"expected [T, K] log-probabilities of one sequence, got {lp.shape}")
+    if length is None:
+        return lp
+    return lp[:int(checks.check_seq_lengths(length, lp.shape[0], what="length"))]
 
 
 def greedy_decode(log_probs, length: Optional[int] = None, *, blank: int = 0) -> list:
@@ -79,8 +102,7 @@ def prefix_beam_search(log_probs, length: Optional[int] = None, *, beam_width: i
     """
     lp = _valid(log_probs, length)
     T, K = lp.shape
-    if beam_width < 1:
-        raise ValueError(f"beam_width must be >= 1, got {beam_width}")
+    beam_width = checks.check_positive_int("beam_width", beam_width, where="prefix_beam_search")
     lse = np.logaddexp
     beams = {(): (0.0, -np.inf)}                 # prefix -> (log p ending blank, log p ending label)
     for t in range(T):

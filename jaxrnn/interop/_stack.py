@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn import layers as layers_lib
-from jaxrnn.cells import registry
+from jaxrnn.cells import checks, registry
 
 __all__ = ["ArrayLayout", "apply_batched", "named_arrays", "torch_like_layers",
            "torch_like_stack"]
@@ -35,8 +35,10 @@ def torch_like_layers(cell: str, hidden_size: int, num_layers: int = 1,
                       **cell_options) -> tuple[layers_lib.Layer, ...]:
     """The ``num_layers`` layers of :func:`torch_like_stack`, for code that initializes or
     stores them one by one (``jaxrnn.linen``); layer ``k`` reads ``layers[k-1].output_size``."""
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-        raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+    num_layers = checks.check_positive_int("num_layers", num_layers)
+    bidirectional = checks.check_bool("bidirectional", bidirectional)
+    # PyTorch's convention: proj_size=0 means no projection
+    proj_size = None if proj_size is None else checks.check_int("proj_size", proj_size, low=0)
     if proj_size:
         cell_options = {**cell_options, "proj_size": proj_size}
     make = layers_lib.bidirectional if bidirectional else layers_lib.layer
@@ -60,9 +62,35 @@ def torch_like_stack(cell: str, hidden_size: int, num_layers: int = 1,
       proj_size: the LSTM projection (PyTorch's ``proj_size``); 0 or None for none.
       **cell_options: the cell factory's keyword arguments (``dtype``, ``layer_norm``...).
     """
+    dropout = checks.check_rate("dropout", dropout)
     layers = torch_like_layers(cell, hidden_size, num_layers, bidirectional, proj_size,
                                **cell_options)
     return layers_lib.stack(layers, dropout=dropout)
+
+
+def check_module_options(in_features, hidden_size, num_layers, bidirectional, dropout,
+                         proj_size, batch_first):
+    """The constructor arguments of the Flax wrappers, checked once (the rest, the cell's
+    options, are checked by the cell's factory)."""
+    checks.check_positive_int("in_features", in_features)
+    checks.check_positive_int("hidden_size", hidden_size)
+    checks.check_positive_int("num_layers", num_layers)
+    checks.check_bool("bidirectional", bidirectional)
+    checks.check_rate("dropout", dropout)
+    if proj_size is not None:
+        checks.check_int("proj_size", proj_size, low=0)
+    checks.check_bool("batch_first", batch_first)
+
+
+def check_batch_lengths(seq_lengths, num_steps: int, batch: int):
+    """``seq_lengths`` of a batch: ``[batch]`` or one scalar for all, integers in
+    ``[0, num_steps]`` when concrete (checked here, before ``vmap`` makes them tracers).
+    Returns ``[batch]`` int32 lengths, or None."""
+    if seq_lengths is None:
+        return None
+    shape = () if jnp.ndim(seq_lengths) == 0 else (batch,)
+    n = checks.check_seq_lengths(seq_lengths, num_steps, batch_shape=shape)
+    return jnp.broadcast_to(n, (batch,))
 
 
 def apply_batched(layer: layers_lib.Layer, params, x, carry=None, *, seq_lengths=None,
@@ -74,16 +102,20 @@ def apply_batched(layer: layers_lib.Layer, params, x, carry=None, *, seq_lengths
     scalar for all; ``key`` is split into one key per example, so each example draws its own
     dropout masks. Returns ``(ys, carry)`` with ``ys`` in ``x``'s layout.
     """
+    batch_first = checks.check_bool("batch_first", batch_first)
     x = jnp.asarray(x)
     if x.ndim != 3:
-        raise ValueError(f"expected x of shape [batch, time, features], got {x.shape}")
+        layout = "[batch, time, features]" if batch_first else "[time, batch, features]"
+        raise checks.InvalidArgumentValue(f"x must have shape {layout}, got shape {x.shape}")
     if not batch_first:
         x = jnp.swapaxes(x, 0, 1)
     B = x.shape[0]
+    if layer.check_params is not None:
+        layer.check_params(params)              # before initial_carry reads them
+    n = check_batch_lengths(seq_lengths, x.shape[1], B)
     if carry is None:
         carry = layer.initial_carry(params, (B,))
     keys = None if key is None else jax.random.split(key, B)
-    n = None if seq_lengths is None else jnp.broadcast_to(jnp.asarray(seq_lengths), (B,))
 
     def one(xs, c, length, k):
         return layer.apply(params, xs, c, seq_lengths=length, key=k)
@@ -104,7 +136,7 @@ class ArrayLayout(NamedTuple):
         """The layer params ``layer.apply`` takes, from ``{name: array}`` (any mapping with
         exactly :attr:`names` as keys, e.g. one that went through a framework and back)."""
         if set(named) != set(self.names):
-            raise ValueError(f"layer params have keys {sorted(named)}, expected "
+            raise checks.InvalidArgumentValue(f"layer params have keys {sorted(named)}, expected "
                              f"{sorted(self.names)}")
         return jax.tree.unflatten(self.treedef, [named[n] for n in self.names])
 

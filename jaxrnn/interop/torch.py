@@ -50,10 +50,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import layers as layers_lib
+from jaxrnn.cells import checks
 from jaxrnn.cells.gru import GRUCarry, GRUParams
 from jaxrnn.cells.lstm import LSTMCarry, LSTMParams
 from jaxrnn.cells.simple import SimpleRNNCarry, SimpleRNNParams
-from jaxrnn.interop._stack import torch_like_stack
+from jaxrnn.interop._stack import check_batch_lengths, torch_like_stack
 
 __all__ = [
     "TorchConfig", "TorchNet", "apply_like_torch", "carry_from_torch", "carry_to_torch",
@@ -157,13 +158,23 @@ class TorchNet(NamedTuple):
     def name(self) -> str:
         return self.layer.name
 
+    @property
+    def check_params(self):
+        return self.layer.check_params
+
 
 def _check_config(config: TorchConfig) -> TorchConfig:
     _mode(config.mode)
+    w = "TorchConfig"
+    for name in ("input_size", "hidden_size", "num_layers"):
+        checks.check_positive_int(name, getattr(config, name), where=w)
+    for name in ("bias", "batch_first", "bidirectional"):
+        checks.check_bool(name, getattr(config, name), where=w)
+    checks.check_rate("dropout", config.dropout, where=w)
+    checks.check_int("proj_size", config.proj_size, low=0, where=w)
     if config.proj_size and config.mode != "LSTM":
-        raise ValueError(f"proj_size is only supported by LSTM, got mode {config.mode!r}")
-    if config.num_layers < 1:
-        raise ValueError(f"num_layers must be >= 1, got {config.num_layers}")
+        raise checks.InvalidArgumentValue(
+            f"proj_size is only supported by LSTM, got mode {config.mode!r}")
     return config
 
 
@@ -540,13 +551,17 @@ def apply_like_torch(net_or_config, params, x, hx=None, *, seq_lengths=None, key
         ys, c = net.apply(params, x, carry, seq_lengths=seq_lengths, key=key)
         return ys, carry_to_torch(c)
     if x.ndim != 3:
-        raise ValueError(f"x must have shape [B, T, I] or [T, B, I] (or [T, I]), got {x.shape}")
+        raise checks.InvalidArgumentValue(f"x must have shape [B, T, I] or [T, B, I] (or [T, I]), got {x.shape}")
     b_axis = 0 if config.batch_first else 1
-    B = x.shape[b_axis]
+    B, T = x.shape[b_axis], x.shape[1 - b_axis]
     if seq_lengths is not None:
-        seq_lengths = jnp.asarray(seq_lengths)
-        if seq_lengths.shape != (B,):
-            raise ValueError(f"seq_lengths must have shape ({B},), got {seq_lengths.shape}")
+        if jnp.ndim(seq_lengths) != 1:
+            raise checks.InvalidArgumentValue(
+                f"seq_lengths must have shape ({B},), got {tuple(jnp.shape(seq_lengths))}")
+        # checked here, before vmap turns them into tracers
+        seq_lengths = check_batch_lengths(seq_lengths, T, B)
+    if net.layer.check_params is not None:
+        net.layer.check_params(params)
     keys = None if key is None else jax.random.split(key, B)
 
     def one(xs, c, n, k):

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn as jr
+from jaxrnn.cells import checks
 
 __all__ = ["Feature", "embedding", "char_cnn", "char_bilstm"]
 
@@ -36,8 +37,8 @@ def embedding(vocab_size: int, dim: int, *, unk_id: Optional[int] = None,
 
     With ``key`` and ``dropout_probs`` (``[vocab_size]``, e.g. ``Vocab.dropout_probs``), each
     token becomes ``unk_id`` with its id's probability (word dropout)."""
-    if vocab_size < 1 or dim < 1:
-        raise ValueError(f"embedding needs vocab_size and dim >= 1, got {vocab_size}, {dim}")
+    vocab_size = checks.check_positive_int("vocab_size", vocab_size, where="embedding")
+    dim = checks.check_positive_int("dim", dim, where="embedding")
     probs = None
     if dropout_probs is not None and np.any(np.asarray(dropout_probs) > 0):
         if unk_id is None:

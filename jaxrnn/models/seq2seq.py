@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn as jr
-from jaxrnn.cells import registry
+from jaxrnn.cells import checks, registry
 from jaxrnn.heads import attention as attention_lib
 
 __all__ = ["Seq2Seq", "Context", "DecoderState", "ATTENTIONS"]
@@ -92,12 +92,15 @@ class Seq2Seq:
                  hidden_size: int = 256, enc_layers: int = 1, dec_layers: int = 1,
                  cell: str = "lstm", attention: str = "additive", attn_size: Optional[int] = None,
                  input_feeding: bool = True, dropout: float = 0.0, cell_options: dict = None):
-        if attention not in ATTENTIONS:
-            raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
-        if enc_layers < 1 or dec_layers < 1:
-            raise ValueError("enc_layers and dec_layers must be >= 1")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        w = "Seq2Seq"
+        attention = checks.check_choice("attention", attention, ATTENTIONS, where=w)
+        for name, v in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab),
+                        ("embed_size", embed_size), ("hidden_size", hidden_size),
+                        ("enc_layers", enc_layers), ("dec_layers", dec_layers)):
+            checks.check_positive_int(name, v, where=w)
+        checks.check_optional_positive_int("attn_size", attn_size, where=w)
+        input_feeding = checks.check_bool("input_feeding", input_feeding, where=w)
+        dropout = checks.check_rate("dropout", dropout, where=w)
         opts = dict(cell_options or {})
         self.cells = [registry.make(cell, hidden_size, **opts) for _ in range(dec_layers)]
         _check_bridgeable(self.cells[0], cell, hidden_size, embed_size)
