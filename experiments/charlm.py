@@ -211,11 +211,6 @@ class Model:
 
 def build(cfg: Config, runtime) -> Task:
     d, t = cfg.data, cfg.train
-    if not 0.0 < d.train_fraction < 1.0:
-        raise ConfigError(f"data.train_fraction must be in (0, 1), got {d.train_fraction}")
-    for name in ("seq_len", "eval_rows", "eval_chunk"):
-        if getattr(d, name) < 1:
-            raise ConfigError(f"data.{name} must be >= 1, got {getattr(d, name)}")
     text = read_text(d.path)
     vocab = Vocab("".join(sorted(set(text))))
     train_text, dev_text = split_text(text, d.train_fraction)

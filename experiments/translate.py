@@ -182,8 +182,6 @@ def make_batch(data: Encoded, idx, buckets, rows: int) -> dict:
 
 def build(cfg: Config, runtime) -> Task:
     d, m, dc, t = cfg.data, cfg.model, cfg.decode, cfg.train
-    if dc.beam_size < 1 or dc.max_len < 1 or dc.batch_size < 1:
-        raise ConfigError("decode.beam_size, decode.max_len and decode.batch_size must be >= 1")
     runtime.check_batch(t.batch_size)
     splits = split_pairs(read_pairs(d.path), d.split_seed, d.test_size, d.dev_size)
     src_vocab = Vocab.build((w for en, _ in splits["train"] for w in tokenize_en(en, d.src_level)),

@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from unittest import mock
@@ -318,20 +317,8 @@ def test_metrics_malformed_lines_are_skipped_not_the_rest(tmp_path, capsys):
 # --------------------------------------------------------------------------- NaN stop
 
 def test_nonfinite_stop_names_a_verified_checkpoint(tmp_path, monkeypatch):
-    from tests.test_train import NAN_EXPERIMENT
-    pkg = tmp_path / "nanpkg"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "nanexp.py").write_text(NAN_EXPERIMENT)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    cfg_file = tmp_path / "nan.yaml"
-    cfg_file.write_text(textwrap.dedent("""
-        experiment: nanpkg.nanexp
-        data: {nan_from: 13}
-        optimizer: {name: sgd, learning_rate: 0.1}
-        train: {steps: 20, batch_size: 4, log_every: 1, eval_every: 100, checkpoint_every: 5,
-                tensorboard: false, plots: false}
-    """))
+    from tests.test_train import nan_experiment_config
+    cfg_file = nan_experiment_config(tmp_path, monkeypatch, data="{nan_from: 13}")
     save = Checkpoints.save
 
     def save_then_damage(self, step, state, extra=None):  # checkpoint 10 rots on disk
@@ -341,7 +328,7 @@ def test_nonfinite_stop_names_a_verified_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(Checkpoints, "save", save_then_damage)
     with pytest.raises(NonFiniteLossError, match=r"train step 13 .*last good checkpoint is "
                                                  r"step 5 .*verified"):
-        train_and_evaluate(load_config(str(cfg_file)), tmp_path / "run")
+        train_and_evaluate(load_config(cfg_file), tmp_path / "run")
 
 
 # --------------------------------------------------------------------------- workdir lock

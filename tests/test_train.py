@@ -176,7 +176,9 @@ def build(cfg, rt):
 '''
 
 
-def test_nonfinite_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch):
+def nan_experiment_config(tmp_path, monkeypatch, data: str = "") -> str:
+    """A config of NAN_EXPERIMENT, written as a package of its own on the path (checkpoints
+    every 5 steps); ``data`` is the YAML of its ``data`` section."""
     pkg = tmp_path / "extexp"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -188,8 +190,12 @@ def test_nonfinite_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch):
         optimizer: {name: sgd, learning_rate: 0.1}
         train: {steps: 20, batch_size: 4, log_every: 1, eval_every: 100, checkpoint_every: 5,
                 tensorboard: false, plots: false}
-    """))
-    cfg = load_config(str(cfg_file))
+    """) + (f"data: {data}\n" if data else ""))
+    return str(cfg_file)
+
+
+def test_nonfinite_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = load_config(nan_experiment_config(tmp_path, monkeypatch))
     wd = tmp_path / "run"
     with pytest.raises(NonFiniteLossError, match=r"train step 7 .*last good checkpoint is step 5"):
         train_and_evaluate(cfg, wd)

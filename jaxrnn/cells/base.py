@@ -318,3 +318,13 @@ def layer_norm(x, scale, bias, eps=1e-5):
 
 def optional(flag: bool, value):
     return value if flag else None
+
+
+def split_one_map(params):
+    """``Recurrence.split`` of a cell with one recurrent map: ``(w_ih, (w_hh,), the rest)``."""
+    return params.w_ih, (params.w_hh,), params._replace(w_ih=None, w_hh=None)
+
+
+def add_bias(pw, xw):
+    """``Recurrence.finish_input`` of a cell whose input half is ``x W + b``."""
+    return xw + broadcast_like(pw.b, xw)

@@ -92,11 +92,7 @@ def conv_lstm(channels: int, kernel_size: Union[int, Sequence[int]] = 3, *,
     def carry_for_input(params, x_t):
         return initial_carry(params, jnp.shape(x_t)[:-1])
 
-    def split(params):
-        return params.w_ih, (params.w_hh,), params._replace(w_ih=None, w_hh=None)
-
-    def finish_input(pw, xw):
-        return xw + base.broadcast_like(pw.b, xw)
+    split, finish_input = base.split_one_map, base.add_bias
 
     def update(pw, carry, px, mm, rec_mask=None):
         z = mm(0, base.apply_rec_mask(carry.h, rec_mask))

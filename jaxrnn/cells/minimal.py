@@ -84,8 +84,7 @@ def _common(name, H, compute, pdt, blocks, with_recurrent, forget_bias):
             return params.w_ih, ws, params._replace(w_ih=None, w_hh=None)
         return params.w_ih, (), params._replace(w_ih=None)
 
-    def finish_input(pw, xw):
-        return xw + base.broadcast_like(pw.b, xw)
+    finish_input = base.add_bias
 
     def output(carry):
         return carry.h

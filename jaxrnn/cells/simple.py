@@ -47,11 +47,7 @@ def simple_rnn(hidden_size: int, *, nonlinearity: str = "tanh", dtype=None,
     def initial_carry(params, batch_shape=()):
         return base.zeros_carry(SimpleRNNCarry, (H,), batch_shape, params.w_hh.dtype)
 
-    def split(params):
-        return params.w_ih, (params.w_hh,), params._replace(w_ih=None, w_hh=None)
-
-    def finish_input(pw, xw):
-        return xw + base.broadcast_like(pw.b, xw)
+    split, finish_input = base.split_one_map, base.add_bias
 
     def update(pw, carry, px, mm, rec_mask=None):
         z = mm(0, base.apply_rec_mask(carry.h, rec_mask))

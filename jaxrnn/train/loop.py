@@ -100,16 +100,7 @@ def build_config(raw: dict, data_dir: Optional[str] = None) -> BaseConfig:
     cfg = dataclasses.replace(cfg, data_root=None if root is None else str(root))
     cfg = config_lib.resolve_paths(cfg, root)
     config_lib.check_output_paths(cfg)
-    check_train_config(cfg)
     return cfg
-
-
-def check_train_config(cfg: BaseConfig) -> None:
-    t = cfg.train
-    for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every",
-                 "keep_checkpoints"):
-        if getattr(t, name) < 1:
-            raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
 
 
 def load_config(config: Optional[str], overrides: Sequence[str] = (), workdir=None, *,
