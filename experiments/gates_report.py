@@ -1,41 +1,49 @@
 """Why gates matter: runs the whole sweep and regenerates the tables and figures of docs/gates.md.
 
     python -m experiments.gates_report                      # train what is missing, then report
-    python -m experiments.gates_report --jobs 13 --platform cpu --only adding,copy
+    python -m experiments.gates_report --jobs 2 --time-limit 3600   # one sitting; rerun to go on
     python -m experiments.gates_report --report-only        # tables and figures from finished runs
 
 The sweep (every run is the ``jaxrnn train`` runner on a config of ``configs/`` with ``--set``
 overrides, kept in each run's ``config.yaml`` and ``spec.json``):
 
-- ``adding`` (``configs/adding.yaml``), T = 50, 100, 200, 400, 600, and ``copy``
-  (``configs/copy.yaml``), T = 100, 200, 500, 1000: simple_rnn (tanh), lstm, lstm_peephole,
-  lstm_coupled (CIFG), gru, min_gru, min_lstm, 500 steps of batch 32 each; hidden sizes chosen
-  so every model has about the recurrent parameters of a 64-unit LSTM (one layer; two for
-  min_gru / min_lstm, whose single layer has no recurrent weights at all); seeds 0 and 1 up
-  to T = 200, seed 0 beyond (the compute budget);
-- ``adding_long``: adding at T = 100 with 3000 steps for simple_rnn, lstm and gru;
+- ``adding`` (``configs/adding.yaml``), T = 200, 400, 600, 1000, and ``copy``
+  (``configs/copy.yaml``), T = 100, 200, 500: the tanh RNN (simple_rnn), the LSTM with forget
+  bias 1 (lstm), the LSTM with chrono initialization (lstm_chrono: ``chrono_t_max`` = the
+  sequence length, Tallec & Ollivier 2018), gru, mgu and min_gru; hidden sizes chosen so every
+  model has about the recurrent parameters of a 64-unit LSTM (one layer; two for min_gru, whose
+  single layer has no recurrent weights). The configs' budget: up to 5000 steps of batch 32,
+  a dev evaluation every 250, early stopping after 12 evaluations (3000 steps) without a 1%
+  improvement of the dev loss (``train.patience``, ``train.min_improvement``). Seed 0 for every
+  (cell, T); seeds 1 and 2 as well wherever seed 0 lands near a target's threshold
+  (:func:`near_threshold`), scheduled as soon as seed 0 is scored;
 - ``mnist1d`` (``configs/mnist1d.yaml``): simple_rnn, lstm, gru, bidirectional lstm and gru,
   a 2-layer bidirectional gru, seeds 0, 1, 2.
 
-Each run's workdir (``runs/gates/<group>/<run>/``) gets, besides the runner's files,
-``result.json`` (dev and test metrics of the best dev checkpoint, parameter count, wall time)
-and, for the synthetic tasks, ``gradient_flow.json`` / ``gradient_flow.png``: the mean over 32
-test sequences of ||dL/dh_t|| against t for the untrained (initial) and trained parameters
+Runs start in priority order (the lengths the targets name first: adding T = 600 and 1000,
+copy T = 200), ``--jobs`` at a time. Each run's workdir (``runs/gates/<group>/<run>/``) gets,
+besides the runner's files, ``sittings.json`` (the wall time of every sitting that trained
+it), ``result.json`` (dev and test metrics of the best dev checkpoint, the budget, the steps
+taken, whether it stopped early, parameter count, the command) and, for the synthetic tasks,
+``gradient_flow.json`` / ``gradient_flow.png``: the mean over 32 test sequences of
+||dL/dh_t|| against t for the untrained and trained parameters
 (:func:`jaxrnn.analysis.gradient_norms`). A run with a ``result.json`` is not run again; an
-interrupted one resumes from its last checkpoint.
+interrupted one (``--time-limit``, Ctrl-C, a crash) resumes from its last checkpoint to the
+same result.
 
-The report: each group's table between its ``<!-- results:GROUP:begin/end -->`` markers in
+The report: each group's tables between its ``<!-- results:GROUP:begin/end -->`` markers in
 ``docs/gates.md`` (groups without results are left as they are), and the figures
-``docs/gates_loss_vs_T.png`` and ``docs/gates_gradient_flow.png``.
+``docs/gates_loss_vs_T.png``, ``docs/gates_gradient_flow_adding.png`` and
+``docs/gates_gradient_flow_copy.png``.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import concurrent.futures as cf
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -48,19 +56,25 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 
-ADDING_T = (50, 100, 200, 400, 600)
-COPY_T = (100, 200, 500, 1000)
-LONGDEP_CELLS = ("simple_rnn", "lstm", "lstm_peephole", "lstm_coupled", "gru", "min_gru",
-                 "min_lstm")
-# seeds per length: the compute budget (see docs/gates.md) allowed two seeds up to T = 200
-# and one beyond
-LONGDEP_SEEDS = (0, 1)
-LONG_T, LONG_T_SEEDS = 200, (0,)
+ADDING_T = (200, 400, 600, 1000)
+COPY_T = (100, 200, 500)
+LONGDEP_CELLS = ("simple_rnn", "lstm", "lstm_chrono", "gru", "mgu", "min_gru")
+# a label's registry cell, when it is not the label itself
+CELL_OF = {"lstm_chrono": "lstm"}
+FIRST_SEEDS = (0,)
+MORE_SEEDS = (1, 2)
 # layers per cell; min_gru / min_lstm have no recurrent weights, so one layer of them is only a
 # gated running average of the input: two layers, as Feng et al. 2024 stack them
 LAYERS = {"min_gru": 2, "min_lstm": 2}
 # the reference: the recurrent parameters of a 64-unit LSTM on the task's input
 REFERENCE = ("lstm", 64, 1)
+# the issue's targets: a loss below this fraction of the memoryless baseline solves the task
+TARGET = {"adding": 0.01, "copy": 0.10}
+# the (T, cells) the targets name, first in the queue; then the gradient-flow figure's length
+# per task (copy memory is not run at 600: its figure is at the copy target's length)
+TARGET_RUNS = {"adding": ((600, 1000), ("gru", "lstm_chrono", "simple_rnn", "lstm")),
+               "copy": ((200,), ("gru", "lstm_chrono"))}
+FLOW_T = {"adding": 600, "copy": 200}
 
 MNIST_MODELS = {
     # label: overrides of configs/mnist1d.yaml (a 1-layer bidirectional GRU, 128 units)
@@ -73,17 +87,12 @@ MNIST_MODELS = {
 }
 MNIST_SEEDS = (0, 1, 2)
 
-# a longer budget for one length: does the ordering change when the cells get 6x the steps?
-LONGER = {"T": 100, "steps": 3000, "cells": ("simple_rnn", "lstm", "gru"), "seeds": (0,)}
-
-GROUPS = ("adding", "copy", "adding_long", "mnist1d")
-INPUT_SIZE = {"adding": 2, "copy": 10, "adding_long": 2}
+GROUPS = ("adding", "copy", "mnist1d")
+INPUT_SIZE = {"adding": 2, "copy": 10}
 CONFIG = {"adding": "configs/adding.yaml", "copy": "configs/copy.yaml",
-          "adding_long": "configs/adding.yaml",
           "mnist1d": "configs/mnist1d.yaml"}
 # published reference (Bai, Kolter & Koltun 2018, Table 1; generic recurrent baselines)
 BAI_2018 = {"adding": {"T": 600, "lstm": 0.164, "gru": 5.3e-5, "simple_rnn": 0.177},
-            "adding_long": {"T": 600, "lstm": 0.164, "gru": 5.3e-5, "simple_rnn": 0.177},
             "copy": {"T": 1000, "lstm": 0.0204, "gru": 0.0197, "simple_rnn": 0.0202}}
 
 
@@ -102,12 +111,30 @@ class RunSpec:
         return f"{self.label}{t}_s{self.seed}"
 
     def cost(self) -> float:
-        """A rough relative cost, to start the longest runs first."""
+        """A rough relative cost (time steps per training step)."""
         if self.group == "mnist1d":
             return 40.0 * (2 if "model.num_layers=2" in self.overrides else 1)
-        steps = next((int(o.split("=")[1]) for o in self.overrides
-                      if o.startswith("train.steps=")), 500)
-        return float(self.T + (20 if self.group == "copy" else 0)) * steps / 500
+        return float(self.T + (20 if self.group == "copy" else 0))
+
+    def priority(self) -> tuple:
+        """Smaller starts first: the runs the targets name, then the other cells at the
+        gradient-flow figures' lengths, then the extra seeds of both (cheapest first), then
+        the other cells at the targets' lengths, then the rest; long runs first in a tier."""
+        if self.group not in TARGET_RUNS:
+            tier = 4
+        else:
+            lengths, cells = TARGET_RUNS[self.group]
+            tier = (0 if self.T in lengths and self.label in cells
+                    else 1 if self.T == FLOW_T[self.group]
+                    else 2 if self.T in lengths else 3)
+        if self.seed not in FIRST_SEEDS:
+            return (max(tier, 1) + 0.5, self.cost(), self.seed)
+        return (tier, -self.cost(), self.seed)
+
+    def command(self) -> str:
+        """The ``jaxrnn train`` command line of this run."""
+        sets = " ".join(f"--set '{o}'" if " " in o else f"--set {o}" for o in self.overrides)
+        return f"jaxrnn train {self.config} --workdir runs/gates/{self.group}/{self.name} {sets}"
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -126,41 +153,37 @@ def matched_hidden(cell: str, input_size: int, layers: int = 1) -> int:
     return min((lo, hi), key=lambda h: abs(count(cell, h, layers) - target))
 
 
+def longdep_spec(group: str, label: str, T: int, seed: int, extra=(), parallel=False) -> RunSpec:
+    cell = CELL_OF.get(label, label)
+    L = LAYERS.get(cell, 1)
+    H = matched_hidden(cell, INPUT_SIZE[group], L)
+    ov = [f"data.seq_len={T}", f"model.cell={cell}", f"model.hidden_size={H}",
+          f"model.num_layers={L}"]
+    if label == "lstm_chrono":
+        # the longest dependency the task can ask for: the whole sequence
+        ov.append(f"model.cell_options={{chrono_t_max: {T + (20 if group == 'copy' else 0)}}}")
+    if cell in ("min_gru", "min_lstm"):
+        ov.append(f"model.parallel={str(parallel).lower()}")
+    ov += [f"seed={seed}", "train.progress=false", *extra]
+    return RunSpec(group, label, seed, CONFIG[group], ov, T=T)
+
+
 def sweep(groups=GROUPS, seeds=None, steps: Optional[int] = None, lengths=None,
           cells=None, parallel: bool = False) -> list[RunSpec]:
-    """The runs of ``groups``; ``seeds``, ``steps``, ``lengths`` (T) and ``cells`` (long-term
-    dependency cells or MNIST-1D model labels) narrow or shorten it for quick looks;
-    ``parallel`` trains min_gru / min_lstm with the associative scan (same numbers, faster on
-    a GPU, slower on a CPU)."""
+    """The first runs of ``groups`` (more seeds follow where :func:`followups` says so);
+    ``seeds``, ``steps``, ``lengths`` (T) and ``cells`` (long-term dependency cells or MNIST-1D
+    model labels) narrow or shorten it for quick looks; ``parallel`` trains min_gru with the
+    associative scan (same numbers, faster on a GPU, slower on a CPU)."""
     specs = []
     extra = [f"train.steps={steps}"] if steps else []
     for group in groups:
         if group in ("adding", "copy"):
             for T in (lengths or (ADDING_T if group == "adding" else COPY_T)):
-                for cell in (cells or LONGDEP_CELLS):
-                    if cell not in LONGDEP_CELLS:
+                for label in (cells or LONGDEP_CELLS):
+                    if label not in LONGDEP_CELLS:
                         continue
-                    L = LAYERS.get(cell, 1)
-                    H = matched_hidden(cell, INPUT_SIZE[group], L)
-                    default = LONGDEP_SEEDS if T <= LONG_T else LONG_T_SEEDS
-                    for s in (seeds or default):
-                        specs.append(RunSpec(group, cell, s, CONFIG[group], [
-                            f"data.seq_len={T}", f"model.cell={cell}", f"model.hidden_size={H}",
-                            f"model.num_layers={L}", f"model.parallel={str(parallel).lower()}",
-                            f"seed={s}",
-                            "train.progress=false"] + extra, T=T))
-        elif group == "adding_long":
-            T = LONGER["T"]
-            for cell in (cells or LONGER["cells"]):
-                if cell not in LONGER["cells"]:
-                    continue
-                H = matched_hidden(cell, INPUT_SIZE[group], LAYERS.get(cell, 1))
-                for s in (seeds or LONGER["seeds"]):
-                    specs.append(RunSpec(group, cell, s, CONFIG[group], [
-                        f"data.seq_len={T}", f"model.cell={cell}", f"model.hidden_size={H}",
-                        f"model.num_layers={LAYERS.get(cell, 1)}", f"seed={s}",
-                        f"train.steps={steps or LONGER['steps']}", "train.progress=false"],
-                        T=T))
+                    for s in (seeds or FIRST_SEEDS):
+                        specs.append(longdep_spec(group, label, T, s, extra, parallel))
         elif group == "mnist1d":
             for label, ov in MNIST_MODELS.items():
                 if cells and label not in cells:
@@ -173,10 +196,35 @@ def sweep(groups=GROUPS, seeds=None, steps: Optional[int] = None, lengths=None,
     return specs
 
 
+def near_threshold(group: str, loss: float, baseline: float) -> bool:
+    """Whether a run's test loss is close enough to its target's threshold (a factor of 10
+    either way, and clearly off the baseline) that one seed cannot tell which side it is on."""
+    r = loss / baseline
+    t = TARGET[group]
+    return t / 10 <= r <= min(10 * t, 0.9)
+
+
+def followups(results: list[dict]) -> list[RunSpec]:
+    """Seeds 1 and 2 of every (group, cell, T) whose seed 0 landed near its threshold."""
+    out = []
+    for r in results:
+        sp = RunSpec(**r["spec"])
+        if sp.group not in TARGET or sp.seed not in FIRST_SEEDS:
+            continue
+        if near_threshold(sp.group, r["test"]["loss"], r["test"]["baseline"]):
+            for s in MORE_SEEDS:
+                ov = [o if not o.startswith("seed=") else f"seed={s}" for o in sp.overrides]
+                out.append(RunSpec(sp.group, sp.label, s, sp.config, ov, sp.T))
+    return out
+
+
 # --------------------------------------------------------------------------- one run
 
 def gradient_flow(cfg, params, n: int = 32) -> dict:
-    """Mean over ``n`` test sequences of ||dL/dh_t|| (every layer's h) against t."""
+    """Mean over ``n`` test sequences of ||dL/dh_t|| (every layer's h) against t, for the loss
+    at the end of the sequence: the adding problem's squared error, copy memory's cross-entropy
+    of the 10 recalled symbols (the steps that need the memory; the blanks before them are
+    predictable without it)."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -199,8 +247,9 @@ def gradient_flow(cfg, params, n: int = 32) -> dict:
 
         def per_example(p, xs, yi):
             def loss_fn(ys):
-                lg = model.head(p, ys)
-                return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(lg, yi))
+                lg = model.head(p, ys[-copymem.NUM_COPY:])
+                return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+                    lg, yi[-copymem.NUM_COPY:]))
             return analysis.gradient_norms(model.cells, p["rnn"], xs, loss_fn)
 
     fn = jax.jit(jax.vmap(per_example, in_axes=(None, 0, 0)))
@@ -211,6 +260,13 @@ def gradient_flow(cfg, params, n: int = 32) -> dict:
         out[which] = np.mean(norms, axis=0).tolist()
     out["t"] = list(range(len(out["trained"])))
     return out
+
+
+def flow_ratio(norms) -> float:
+    """||dL/dh_1|| / ||dL/dh_T||: how much of the gradient at the last step reaches the first
+    (0 when it underflows float32 on the way)."""
+    v = np.asarray(norms, np.float64)
+    return float(v[0] / v[-1]) if v[-1] > 0 else float("nan")
 
 
 def _visible(values):
@@ -236,27 +292,86 @@ def plot_gradient_flow(flow: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _add_sitting(workdir: Path, seconds: float, steps: tuple) -> None:
+    path = workdir / "sittings.json"
+    sittings = json.loads(path.read_text()) if path.is_file() else []
+    sittings.append({"seconds": seconds, "from_step": steps[0], "to_step": steps[1],
+                     "ended": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(sittings, indent=1))
+    os.replace(tmp, path)
+
+
+def _latest_step(workdir: Path) -> int:
+    ck = workdir / "checkpoints"
+    steps = [int(d.name) for d in ck.iterdir() if d.name.isdigit()] if ck.is_dir() else []
+    return max(steps, default=0)
+
+
+# the sitting in progress (workdir, start time, first step), for the SIGTERM handler
+_SITTING: list = []
+
+
+def _stop_sitting(signum, frame) -> None:
+    """SIGTERM (the sweep's time limit): records the sitting and exits at once. The run
+    resumes from its newest checkpoint (written atomically) next time; its lock, left behind
+    by a dead process, is taken over then."""
+    if _SITTING:
+        workdir, t0, first = _SITTING
+        _SITTING.clear()
+        _add_sitting(workdir, time.perf_counter() - t0, (first, _latest_step(workdir)))
+    os._exit(128 + signum)
+
+
 def run_one(spec: RunSpec, workdir: Path) -> dict:
     """Trains one run with the runner (resuming if interrupted), scores the best dev
-    checkpoint on test, measures gradient flow; writes ``result.json``."""
-    from jaxrnn.train import load_config, load_params, prepare, train_and_evaluate
+    checkpoint on test, measures gradient flow; writes ``result.json``. The wall time of the
+    training (this sitting's, even if it is stopped) is added to ``sittings.json``."""
+    from jaxrnn.train import load_config
+    from jaxrnn.train.lock import WorkdirLock
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "spec.json").write_text(json.dumps(asdict(spec), indent=1))
     cfg = load_config(str(REPO / spec.config), spec.overrides, workdir)
+    # held from training to result.json, so no other sweep takes the run up in between
+    with WorkdirLock(_sweep_lock_dir(workdir)):
+        return _run_one(spec, workdir, cfg)
+
+
+def _sweep_lock_dir(workdir: Path) -> Path:
+    d = workdir / ".sweep"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _run_one(spec: RunSpec, workdir: Path, cfg) -> dict:
+    import jax
+    from jaxrnn.train import load_params, prepare, train_and_evaluate
+    first = _latest_step(workdir)
     t0 = time.perf_counter()
-    train_and_evaluate(cfg, workdir)
-    wall = time.perf_counter() - t0
+    _SITTING[:] = [workdir, t0, first]
+    try:
+        train_and_evaluate(cfg, workdir)
+    finally:
+        if _SITTING:
+            _SITTING.clear()
+            _add_sitting(workdir, time.perf_counter() - t0, (first, _latest_step(workdir)))
+    sittings = json.loads((workdir / "sittings.json").read_text())
+    t1 = time.perf_counter()
     run = prepare(cfg)
     params, step = load_params(run, workdir, "best")
-    result = {"spec": asdict(spec), "step": step, "train_seconds": wall,
-              "params": int(sum(np.prod(np.shape(a)) for a in __import__("jax").tree.leaves(params))),
+    _, last = load_params(run, workdir, "latest")
+    result = {"spec": asdict(spec), "command": spec.command(), "step": step,
+              "budget": cfg.train.steps, "steps_taken": last,
+              "stopped_early": last < cfg.train.steps,
+              "train_seconds": sum(x["seconds"] for x in sittings), "sittings": len(sittings),
+              "params": int(sum(np.prod(np.shape(a)) for a in jax.tree.leaves(params))),
               "dev": run.task.evaluate(params, "dev"), "test": run.task.evaluate(params, "test")}
-    if spec.group in ("adding", "copy", "adding_long"):
+    if spec.group in TARGET:
         flow = gradient_flow(cfg, params)
         (workdir / "gradient_flow.json").write_text(json.dumps(flow))
         plot_gradient_flow(flow, workdir / "gradient_flow.png",
                            f"{spec.group} T={spec.T}: {spec.label} (seed {spec.seed})")
-    result["seconds"] = time.perf_counter() - t0
+    result["score_seconds"] = time.perf_counter() - t1
     tmp = workdir / "result.json.tmp"
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, workdir / "result.json")
@@ -276,46 +391,96 @@ def child_env(platform: Optional[str], jobs: int) -> dict:
     return env
 
 
+def _done(runs_dir: Path, spec: RunSpec) -> bool:
+    return (runs_dir / spec.group / spec.name / "result.json").is_file()
+
+
+def _busy(runs_dir: Path, spec: RunSpec) -> bool:
+    """A run another sweep (or a ``jaxrnn train``) is training right now: left to it."""
+    from jaxrnn.train.lock import WorkdirLock
+    wd = runs_dir / spec.group / spec.name
+    return WorkdirLock(wd).in_use() or WorkdirLock(wd / ".sweep").in_use()
+
+
 def run_all(specs, runs_dir: Path, jobs: int, platform: Optional[str],
-            time_limit: Optional[float] = None) -> None:
-    """Trains the runs without a ``result.json``, longest first, ``jobs`` at a time. With
+            time_limit: Optional[float] = None, more_seeds: bool = True) -> int:
+    """Trains the runs without a ``result.json`` in priority order, ``jobs`` at a time (runs
+    another process is training count too, and are left to it), adding the extra seeds of
+    :func:`followups` as first seeds are scored (``more_seeds``). With
     ``time_limit`` (seconds) no run starts after it and unfinished runs are stopped at it
-    (a later call resumes them from their last checkpoint)."""
-    todo = [s for s in specs if not (runs_dir / s.group / s.name / "result.json").is_file()]
-    todo.sort(key=lambda s: -s.cost())
-    print(f"{len(specs) - len(todo)} of {len(specs)} runs done; running {len(todo)} "
-          f"with {jobs} job(s)", flush=True)
+    (SIGTERM; a later call resumes them from their last checkpoint). Returns the number of
+    failed runs."""
     env = child_env(platform, jobs)
     t0 = time.perf_counter()
     deadline = None if time_limit is None else t0 + time_limit
+    wanted = {s.name + s.group: s for s in specs}
+    running, failed = {}, set()
 
-    def launch(spec):
-        if deadline is not None and time.perf_counter() > deadline:
-            return None
-        wd = runs_dir / spec.group / spec.name
-        wd.mkdir(parents=True, exist_ok=True)
-        with open(wd / "log.txt", "a") as log:
+    def refresh():
+        if more_seeds:
+            firsts = [w for w in wanted.values() if w.seed in FIRST_SEEDS]
+            for f in followups(load_results(firsts, runs_dir)):
+                wanted.setdefault(f.name + f.group, f)
+        return sorted((s for k, s in wanted.items() if k not in running and k not in failed
+                       and not _done(runs_dir, s) and not _busy(runs_dir, s)),
+                      key=RunSpec.priority)
+
+    todo = refresh()
+    done = sum(_done(runs_dir, s) for s in wanted.values())
+    print(f"{done} of {len(wanted)} runs done, {len(wanted) - done - len(todo)} being trained "
+          f"elsewhere; running {len(todo)} with {jobs} job(s)", flush=True)
+
+    def stamp():
+        return f"[{time.perf_counter() - t0:7.1f}s]"
+
+    while True:
+        todo = refresh()
+        # runs of this sweep that another process (an earlier sitting) is still training
+        # count against --jobs
+        elsewhere = sum(_busy(runs_dir, s) for k, s in wanted.items() if k not in running)
+        while todo and len(running) + elsewhere < jobs and (deadline is None
+                                                           or time.perf_counter() < deadline):
+            spec = todo.pop(0)
+            wd = runs_dir / spec.group / spec.name
+            wd.mkdir(parents=True, exist_ok=True)
+            log = open(wd / "log.txt", "a")
             proc = subprocess.Popen([sys.executable, "-m", "experiments.gates_report", "--one",
                                      json.dumps(asdict(spec)), "--runs-dir", str(runs_dir)],
                                     cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-            try:
-                rc = proc.wait(None if deadline is None
-                               else max(deadline - time.perf_counter(), 0.0))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                rc = "stopped at the time limit"
-        print(f"[{time.perf_counter() - t0:7.1f}s] {spec.group}/{spec.name}: "
-              + ("ok" if rc == 0 else f"FAILED (rc {rc}, see {wd}/log.txt)"), flush=True)
-        return rc
-
-    with cf.ThreadPoolExecutor(max_workers=max(jobs, 1)) as ex:
-        rcs = list(ex.map(launch, todo))
-    failed = sum(rc not in (0, None) for rc in rcs)
-    skipped = sum(rc is None for rc in rcs)
-    if failed or skipped:
-        print(f"{failed} run(s) failed or stopped, {skipped} not started (time limit)",
-              flush=True)
+            running[spec.name + spec.group] = (spec, proc, log)
+            print(f"{stamp()} start {spec.group}/{spec.name}", flush=True)
+        if not running and not (elsewhere and todo):
+            break
+        time.sleep(1.0)
+        if deadline is not None and time.perf_counter() > deadline:
+            for spec, proc, log in running.values():
+                proc.terminate()                      # the child records its sitting and exits
+            for key, (spec, proc, log) in list(running.items()):
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                log.close()
+                print(f"{stamp()} {spec.group}/{spec.name}: stopped at the time limit "
+                      f"(resumes next time)", flush=True)
+                del running[key]
+            break
+        for key, (spec, proc, log) in list(running.items()):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            log.close()
+            del running[key]
+            if rc != 0:
+                failed.add(key)
+            wd = runs_dir / spec.group / spec.name
+            print(f"{stamp()} {spec.group}/{spec.name}: "
+                  + ("ok" if rc == 0 else f"FAILED (rc {rc}, see {wd}/log.txt)"), flush=True)
+    left = len(refresh())
+    if failed or left:
+        print(f"{len(failed)} run(s) failed, {left} not finished (rerun to continue)", flush=True)
+    return len(failed)
 
 
 # --------------------------------------------------------------------------- the report
@@ -344,7 +509,14 @@ def _cell_stats(vals):
     return float(vals.mean()), float(vals.min()), float(vals.max()), len(vals)
 
 
+def _seed_stats(rows, group, label, T):
+    v = [r["test"]["loss"] for r in rows if r["spec"]["label"] == label and r["spec"]["T"] == T]
+    return _cell_stats(v) if v else None
+
+
 def longdep_table(results, group: str) -> tuple[str, dict]:
+    """The result table of one task: mean test loss over seeds per (cell, T), its fraction of
+    the memoryless baseline, and the seeds behind it."""
     rows = [r for r in results if r["spec"]["group"] == group]
     Ts = sorted({r["spec"]["T"] for r in rows})
     stats, base, params, secs = {}, {}, {}, 0.0
@@ -352,10 +524,8 @@ def longdep_table(results, group: str) -> tuple[str, dict]:
         sp = r["spec"]
         stats.setdefault((sp["label"], sp["T"]), []).append(r["test"]["loss"])
         base[sp["T"]] = r["test"]["baseline"]
-        params[sp["label"]] = (r["params"], next(o for o in sp["overrides"]
-                                                 if o.startswith("model.hidden_size")).split("=")[1],
-                               next(o for o in sp["overrides"]
-                                    if o.startswith("model.num_layers")).split("=")[1])
+        ov = dict(o.split("=", 1) for o in sp["overrides"])
+        params[sp["label"]] = (r["params"], ov["model.hidden_size"], ov["model.num_layers"])
         secs += r["train_seconds"]
     metric = "cross-entropy" if group == "copy" else "MSE"
     head = "| cell | hidden x layers | params | " + " | ".join(f"T={T}" for T in Ts) + " |"
@@ -371,13 +541,100 @@ def longdep_table(results, group: str) -> tuple[str, dict]:
                 entries.append("—")
                 continue
             mean, lo, hi, k = _cell_stats(v)
-            entries.append(f"{_fmt(mean)} [{_fmt(lo)}, {_fmt(hi)}]")
+            frac = f"{100 * mean / base[T]:.3g}%"
+            solved = " ✓" if mean < TARGET[group] * base[T] else ""
+            spread = f" [{_fmt(lo)}, {_fmt(hi)}] ({k} seeds)" if k > 1 else ""
+            entries.append(f"{_fmt(mean)} ({frac}){solved}{spread}")
         lines.append(f"| {cell} | {H} x {L} | {n:,} | " + " | ".join(entries) + " |")
     lines.append("| *memoryless baseline (computed on the test set)* | | | "
                  + " | ".join(_fmt(base[T]) if T in base else "—" for T in Ts) + " |")
+    ref = BAI_2018[group]
+    if ref["T"] in Ts:
+        lines.append(f"| *Bai et al. 2018: GRU / LSTM / RNN* | | | "
+                     + " | ".join(f"{ref['gru']:.2g} / {ref['lstm']:.3g} / {ref['simple_rnn']:.3g}"
+                                  if T == ref["T"] else "—" for T in Ts) + " |")
     summary = {"stats": stats, "baseline": base, "seconds": secs, "metric": metric,
                "runs": len(rows), "seeds": sorted({r["spec"]["seed"] for r in rows})}
     return "\n".join(lines), summary
+
+
+def runs_table(results, group: str) -> str:
+    """Every run of a task, met or not: seed, result, budget, steps taken, wall time, and the
+    command (in a list after the table)."""
+    rows = sorted((r for r in results if r["spec"]["group"] == group),
+                  key=lambda r: (r["spec"]["T"], LONGDEP_CELLS.index(r["spec"]["label"])
+                                 if r["spec"]["label"] in LONGDEP_CELLS else 99, r["spec"]["seed"]))
+    metric = "cross-entropy" if group == "copy" else "MSE"
+    lines = [f"| T | cell | seed | test {metric} | of baseline | solved | best dev step | "
+             f"steps taken / budget | wall (min) |", "|" + "---|" * 9]
+    cmds = []
+    for r in rows:
+        sp, test = r["spec"], r["test"]
+        frac = test["loss"] / test["baseline"]
+        stop = " (early stop)" if r.get("stopped_early") else ""
+        extra = (f", recall {100 * test['recall_accuracy']:.0f}%" if "recall_accuracy" in test
+                 else f", {100 * test['accuracy']:.0f}% within 0.04" if "accuracy" in test else "")
+        lines.append(f"| {sp['T']} | {sp['label']} | {sp['seed']} | {_fmt(test['loss'])}{extra} | "
+                     f"{100 * frac:.3g}% | {'yes' if frac < TARGET[group] else 'no'} | "
+                     f"{r['step']} | {r.get('steps_taken', r['step'])} / "
+                     f"{r.get('budget', '?')}{stop} | {r['train_seconds'] / 60:.1f} |")
+        cmds.append(f"    {r.get('command') or RunSpec(**sp).command()}")
+    return ("\n".join(lines) + "\n\n<details><summary>the command of every run</summary>\n\n"
+            + "\n".join(cmds) + "\n\n</details>\n")
+
+
+def flow_table(results, group: str) -> tuple[str, dict]:
+    """||dL/dh_1|| / ||dL/dh_T|| per cell at the task's figure length, untrained and trained."""
+    T = FLOW_T[group]
+    flows = {}
+    for r in results:
+        sp = r["spec"]
+        if sp["group"] == group and sp["T"] == T and sp["seed"] == 0:
+            path = Path(r["workdir"]) / "gradient_flow.json"
+            if path.is_file():
+                flows[sp["label"]] = (json.loads(path.read_text()), r)
+    if not flows:
+        return "", flows
+    lines = [f"| cell (T={T}, seed 0) | ratio untrained | ratio trained | test loss of baseline |",
+             "|---|---|---|---|"]
+    fmt = lambda x: "0 (underflow)" if not np.isfinite(x) or x == 0 else f"{x:.1e}"
+    for cell in LONGDEP_CELLS:
+        if cell in flows:
+            f, r = flows[cell]
+            lines.append(f"| {cell} | {fmt(flow_ratio(f['untrained']))} | "
+                         f"{fmt(flow_ratio(f['trained']))} | "
+                         f"{100 * r['test']['loss'] / r['test']['baseline']:.3g}% |")
+    return "\n".join(lines), flows
+
+
+def targets_table(results) -> str:
+    """The issue's targets, each with what was measured."""
+    def cell_at(group, label, T):
+        st = _seed_stats([r for r in results if r["spec"]["group"] == group], group, label, T)
+        base = next((r["test"]["baseline"] for r in results if r["spec"]["group"] == group
+                     and r["spec"]["T"] == T), None)
+        return st, base
+
+    lines = ["| target | measured (mean test loss over seeds, % of baseline) | met |",
+             "|---|---|---|"]
+    checks = [("adding", T, label, "below") for T in (600, 1000) for label in ("gru", "lstm_chrono")]
+    checks += [("adding", T, "simple_rnn", "at") for T in (600, 1000)]
+    checks += [("adding", T, "lstm", "report") for T in (600, 1000)]
+    checks += [("copy", 200, label, "below") for label in ("gru", "lstm_chrono")]
+    for group, T, label, kind in checks:
+        st, base = cell_at(group, label, T)
+        want = {"below": f"< {100 * TARGET[group]:g}% of baseline", "at": "at the baseline",
+                "report": "reported either way"}[kind]
+        task = "adding" if group == "adding" else "copy memory"
+        if st is None:
+            lines.append(f"| {task} T={T}, {label}: {want} | not run yet | — |")
+            continue
+        mean, lo, hi, k = st
+        frac = mean / base
+        met = {"below": frac < TARGET[group], "at": frac > 0.9, "report": True}[kind]
+        lines.append(f"| {task} T={T}, {label}: {want} | {_fmt(mean)} ({100 * frac:.3g}%, "
+                     f"{k} seed{'s' if k > 1 else ''}) | {'yes' if met else '**no**'} |")
+    return "\n".join(lines)
 
 
 def mnist_table(results) -> tuple[str, dict]:
@@ -422,13 +679,10 @@ def figure_loss_vs_T(summaries: dict, path: Path) -> None:
             line, = ax.plot(x, mean, "o-", label=cell, markersize=4,
                             color=f"C{LONGDEP_CELLS.index(cell)}")
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
-        if g == "adding" and "adding_long" in summaries:
-            for (cell, T), v in sorted(summaries["adding_long"]["stats"].items()):
-                ax.plot([T], [np.mean(v)], "*", markersize=12,
-                        color=f"C{LONGDEP_CELLS.index(cell)}",
-                        label=f"{cell}, {LONGER['steps']} steps")
         bt = sorted(s["baseline"])
         ax.plot(bt, [s["baseline"][T] for T in bt], "k--", label="memoryless baseline")
+        ax.plot(bt, [TARGET[g] * s["baseline"][T] for T in bt], "k:",
+                label=f"target: {100 * TARGET[g]:g}% of the baseline")
         ref = BAI_2018[g]
         for cell, marker in (("lstm", "s"), ("gru", "^"), ("simple_rnn", "v")):
             ax.plot([ref["T"]], [ref[cell]], marker, color="gray", markerfacecolor="none",
@@ -444,38 +698,29 @@ def figure_loss_vs_T(summaries: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def figure_gradient_flow(results, path: Path,
-                         picks=(("adding", 200), ("adding", 600), ("adding_long", 100))) -> bool:
+def figure_gradient_flow(flows: dict, group: str, path: Path) -> bool:
+    """One figure per task: mean ||dL/dh_t|| against t for every cell at ``FLOW_T``,
+    untrained (left) and trained (right)."""
+    if not flows:
+        return False
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    flows = {}
-    for r in results:
-        sp = r["spec"]
-        if (sp["group"], sp["T"]) in picks and sp["seed"] == 0:
-            p = Path(r["workdir"]) / "gradient_flow.json"
-            if p.is_file():
-                flows[(sp["group"], sp["T"], sp["label"])] = json.loads(p.read_text())
-    if not flows:
-        return False
-    picks = [p for p in picks if any(k[:2] == p for k in flows)]
-    fig, axes = plt.subplots(len(picks), 2, figsize=(11, 3.8 * len(picks)), dpi=100,
-                             squeeze=False)
-    for row, (g, T) in zip(axes, picks):
-        for ax, which in zip(row, ("untrained", "trained")):
-            for cell in LONGDEP_CELLS:
-                f = flows.get((g, T, cell))
-                if f is None:
-                    continue
-                ax.semilogy(f["t"], _visible(f[which]), label=cell,
-                            color=f"C{LONGDEP_CELLS.index(cell)}")
-            steps = LONGER["steps"] if g == "adding_long" else 500
-            ax.set_title(f"adding, T={T}, {which}" + (f" ({steps} steps)" if which == "trained"
-                                                        else ""))
-            ax.set_xlabel("t")
-            ax.set_ylabel("mean ||dL/dh_t||")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
+    T = FLOW_T[group]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), dpi=100, sharey=True)
+    task = "adding problem" if group == "adding" else "copy memory (recall loss)"
+    for ax, which in zip(axes, ("untrained", "trained")):
+        for cell in LONGDEP_CELLS:
+            if cell in flows:
+                f, r = flows[cell]
+                ax.semilogy(f["t"], _visible(f[which]), color=f"C{LONGDEP_CELLS.index(cell)}",
+                            label=cell + ("" if which == "untrained"
+                                          else f" ({r.get('steps_taken', r['step'])} steps)"))
+        ax.set_title(f"{task}, T={T}, {which}")
+        ax.set_xlabel("t")
+        ax.set_ylabel("mean ||dL/dh_t||")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -483,21 +728,25 @@ def figure_gradient_flow(results, path: Path,
 
 
 def group_block(results, g: str) -> tuple[str, dict]:
-    """The markdown (caption + table) of one group and its summary."""
-    if g in ("adding", "copy", "adding_long"):
+    """The markdown (caption + tables) of one group and its summary."""
+    if g in TARGET:
         table, summary = longdep_table(results, g)
-        ref = BAI_2018[g]
-        name = {"adding": "Adding problem", "copy": "Copy memory",
-                "adding_long": f"Adding problem, {LONGER['steps']} steps"}[g]
+        name = {"adding": "Adding problem", "copy": "Copy memory"}[g]
         per_T = {}
         for (cell, T), v in summary["stats"].items():
             per_T[T] = max(per_T.get(T, 0), len(v))
-        seeds = ", ".join(f"{n} at T={T}" for T, n in sorted(per_T.items()))
-        return (f"**{name}**: test {summary['metric']} of the best dev checkpoint, mean "
-                f"[min, max] over seeds (seeds per cell: {seeds}) "
+        flows_md, flows = flow_table(results, g)
+        summary["flows"] = flows
+        text = (f"**{name}**: test {summary['metric']} of the best dev checkpoint, mean over "
+                f"seeds, and in brackets its fraction of the memoryless baseline (✓: below the "
+                f"target, {100 * TARGET[g]:g}% of it); [min, max] where more than one seed ran "
                 f"({summary['runs']} runs, {summary['seconds'] / 60:.0f} minutes of training "
-                f"in all). Bai et al. 2018 at T={ref['T']}: LSTM {ref['lstm']}, GRU "
-                f"{ref['gru']}, RNN {ref['simple_rnn']}.\n\n{table}\n"), summary
+                f"in all).\n\n{table}\n\nEvery run:\n\n{runs_table(results, g)}")
+        if flows_md:
+            text += (f"\nGradient flow at T={FLOW_T[g]}: ||dL/dh_1|| / ||dL/dh_T|| for the loss at "
+                     f"the end of the sequence (mean over 32 test sequences of each norm):\n\n"
+                     f"{flows_md}\n")
+        return text, summary
     table, summary = mnist_table(results)
     return (f"**MNIST-1D**: test accuracy of the best dev checkpoint "
             f"({summary['runs']} runs, {summary['seconds'] / 60:.0f} minutes of training in "
@@ -515,26 +764,70 @@ def replace_block(doc: str, name: str, text: str) -> str:
     return pre + a + "\n" + text + "\n" + b + post
 
 
+def compute_block(specs, results, runs_dir: Path) -> str:
+    """What the finished runs cost (wall time of their training sittings) and, from the
+    seconds per time step they measured, at most what the unfinished ones will."""
+    rows = [r for r in results if r["spec"]["group"] in TARGET]
+    if not rows:
+        return ""
+    rates = [r["train_seconds"] / (r.get("steps_taken", r["step"]) * RunSpec(**r["spec"]).cost())
+             for r in rows if r.get("steps_taken")]
+    rate = float(np.median(rates)) if rates else float("nan")
+    done = {(r["spec"]["group"], RunSpec(**r["spec"]).name) for r in rows}
+    left, left_s, started = 0, 0.0, 0
+    from jaxrnn.train import load_config
+    for s in specs:
+        if s.group not in TARGET or (s.group, s.name) in done:
+            continue
+        left += 1
+        budget = load_config(str(REPO / s.config), s.overrides).train.steps
+        at = _latest_step(runs_dir / s.group / s.name)
+        started += at > 0
+        left_s += (budget - at) * s.cost() * rate
+    spent = sum(r["train_seconds"] for r in rows)
+    text = (f"{len(rows)} runs finished, {spent / 3600:.1f} hours of training in all (the sum "
+            f"of each run's sittings' wall times, two runs at a time on the 2-core CPU; "
+            f"scoring and gradient flow add about a minute a run); median cost "
+            f"{1e3 * rate:.2f} ms of wall time per time step of a batch of 32, forward and "
+            f"backward.")
+    if left:
+        text += (f" {left} runs of the sweep are not finished ({started} of them started): at "
+                 f"that rate they need at most {left_s / 3600:.1f} more run-hours (their full "
+                 f"budgets; early stopping ends most failing runs after 3000-4500 steps), so "
+                 f"the whole sweep is at most {(spent + left_s) / 3600:.1f} run-hours, about "
+                 f"{(spent + left_s) / 7200:.1f} hours of the machine with `--jobs 2`. "
+                 f"`python -m experiments.gates_report --jobs 2 --platform cpu` continues it "
+                 f"where it stopped.")
+    return text
+
+
 def write_report(specs, runs_dir: Path, docs: Path = DOCS) -> str:
     """Tables of the groups in ``specs`` that have results (written into ``docs/gates.md``
-    between their markers, groups without results left as they are) and the figures."""
-    results = load_results(specs, runs_dir)
+    between their markers, groups without results left as they are) and the figures. The extra
+    seeds of :func:`followups` are reported with their first seeds."""
+    results = load_results(list(specs) + followups(load_results(specs, runs_dir)), runs_dir)
     done = {r["spec"]["group"] for r in results}
     groups = [g for g in GROUPS if g in {s.group for s in specs} and g in done]
     blocks, summaries = {}, {}
     for g in groups:
         blocks[g], summaries[g] = group_block(results, g)
+    if any(g in summaries for g in TARGET):
+        blocks["targets"] = targets_table(results)
+        blocks["compute"] = compute_block(list(specs) + followups(results), results, runs_dir)
     docs.mkdir(parents=True, exist_ok=True)
-    if any(g in summaries for g in ("adding", "copy")):
+    if any(g in summaries for g in TARGET):
         figure_loss_vs_T(summaries, docs / "gates_loss_vs_T.png")
-        figure_gradient_flow(results, docs / "gates_gradient_flow.png")
+        for g in TARGET:
+            if g in summaries:
+                figure_gradient_flow(summaries[g]["flows"], g,
+                                     docs / f"gates_gradient_flow_{g}.png")
     gates = docs / "gates.md"
     if gates.is_file():
         doc = gates.read_text()
         for g, text in blocks.items():
             doc = replace_block(doc, g, text)
         gates.write_text(doc)
-    return "\n".join(blocks[g] for g in groups)
+    return "\n".join(blocks[g] for g in blocks)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -556,7 +849,7 @@ def main(argv=None) -> int:
     p.add_argument("--time-limit", type=float, default=None,
                    help="seconds: start no run after it, stop unfinished runs at it")
     p.add_argument("--parallel", action="store_true",
-                   help="min_gru / min_lstm with the parallel scan (for GPUs)")
+                   help="min_gru with the parallel scan (for GPUs)")
     p.add_argument("--report-only", action="store_true", help="no training: tables and figures")
     p.add_argument("--docs", default=str(DOCS), help="where the tables and figures go")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -564,6 +857,8 @@ def main(argv=None) -> int:
     runs_dir = Path(args.runs_dir).resolve()
     if args.one:
         spec = RunSpec(**json.loads(args.one))
+        # stopped at the time limit: the sitting's time is recorded
+        signal.signal(signal.SIGTERM, _stop_sitting)
         run_one(spec, runs_dir / spec.group / spec.name)
         return 0
     groups = [g.strip() for g in args.only.split(",") if g.strip()]
@@ -572,7 +867,8 @@ def main(argv=None) -> int:
     cells = [c.strip() for c in args.cells.split(",")] if args.cells else None
     specs = sweep(groups, seeds, args.steps, lengths, cells, args.parallel)
     if not args.report_only:
-        run_all(specs, runs_dir, args.jobs, args.platform, args.time_limit)
+        run_all(specs, runs_dir, args.jobs, args.platform, args.time_limit,
+                more_seeds=args.seeds is None)
     print(write_report(specs, runs_dir, Path(args.docs)))
     return 0
 

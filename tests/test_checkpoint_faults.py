@@ -359,6 +359,7 @@ def test_lock_of_a_killed_trainer_is_taken_over(tmp_path, capsys):
                              str(wd)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "locked"
+        assert WorkdirLock(wd).in_use()                       # a live holder
         cfg = load_config("charlm_tiny", TINY)
         with pytest.raises(WorkdirLockedError, match=rf"pid {proc.pid} on host "):
             train_and_evaluate(cfg, wd)
@@ -366,6 +367,7 @@ def test_lock_of_a_killed_trainer_is_taken_over(tmp_path, capsys):
         proc.kill()
         proc.wait()
     capsys.readouterr()
+    assert (wd / ".lock").exists() and not WorkdirLock(wd).in_use()   # its holder is dead
     train_and_evaluate(cfg, wd)          # its lock is stale now
     err = capsys.readouterr().err
     assert f"took over the stale lock of {wd}: it was held by pid {proc.pid}" in err
@@ -380,6 +382,12 @@ def test_lock_of_another_host_is_not_broken(tmp_path):
     with pytest.raises(WorkdirLockedError, match=r"pid 1 on host elsewhere.example.*another "
                        r"host, so it is not broken automatically.*delete \S+\.lock"):
         WorkdirLock(tmp_path).acquire()
+    assert WorkdirLock(tmp_path).in_use()          # nothing here can tell it is gone
+    (tmp_path / "nothing").mkdir()
+    assert not WorkdirLock(tmp_path / "nothing").in_use()
+    with WorkdirLock(tmp_path / "nothing") as mine:
+        assert not mine.in_use()                   # our own lock does not count
+        assert WorkdirLock(tmp_path / "nothing").in_use()
 
 
 def test_only_one_of_several_racing_trainers_gets_the_lock(tmp_path):

@@ -125,28 +125,160 @@ def test_train_batches_are_pure_functions_of_the_step():
 
 def test_hidden_sizes_match_parameter_budget():
     ref = adding.Model(adding.ModelConfig(cell="lstm", hidden_size=64), 2, 1).recurrent_params()
-    for cell in gates_report.LONGDEP_CELLS:
+    for label in gates_report.LONGDEP_CELLS:
+        cell = gates_report.CELL_OF.get(label, label)
         L = gates_report.LAYERS.get(cell, 1)
         H = gates_report.matched_hidden(cell, 2, L)
         n = adding.Model(adding.ModelConfig(cell=cell, hidden_size=H, num_layers=L), 2,
                          1).recurrent_params()
-        assert abs(n - ref) < 0.06 * ref, (cell, H, n, ref)
+        assert abs(n - ref) < 0.06 * ref, (label, H, n, ref)
+
+
+def test_sweep_is_the_issues_grid_through_the_configs():
+    specs = gates_report.sweep(("adding", "copy"))
+    grid = {(s.group, s.T, s.label) for s in specs}
+    cells = {"simple_rnn", "lstm", "lstm_chrono", "gru", "mgu", "min_gru"}
+    assert grid == {("adding", T, c) for T in (200, 400, 600, 1000) for c in cells} | \
+        {("copy", T, c) for T in (100, 200, 500) for c in cells}
+    assert {s.seed for s in specs} == {0}
+    for s in specs:
+        cfg = load_config(str(REPO / s.config), s.overrides)      # every override is valid
+        assert cfg.data.seq_len == s.T and cfg.train.patience and cfg.train.steps >= 5000
+        assert cfg.optimizer.clip_norm is not None
+        if s.label == "lstm_chrono":                              # chrono: the whole sequence
+            assert cfg.model.cell == "lstm"
+            assert cfg.model.cell_options == {"chrono_t_max": s.T + (20 if s.group == "copy"
+                                                                     else 0)}
+        else:
+            assert cfg.model.cell == s.label and cfg.model.cell_options == {}
+    # the targets' lengths and cells start first, then the rest; longest first within a tier
+    order = sorted(specs, key=gates_report.RunSpec.priority)
+    first = {(s.group, s.T, s.label) for s in order[:10]}
+    assert first == {("adding", T, c) for T in (600, 1000)
+                     for c in ("gru", "lstm_chrono", "simple_rnn", "lstm")} | \
+        {("copy", 200, "gru"), ("copy", 200, "lstm_chrono")}
+    # then every other cell at the gradient-flow figure's lengths
+    assert {(s.group, s.T) for s in order[10:16]} == {("adding", 600), ("copy", 200)}
+    # the extra seeds of both come next, cheapest first, before the other cells at T = 1000
+    extra = [gates_report.longdep_spec(g, "gru", T, 1) for g, T in (("adding", 1000),
+                                                                     ("adding", 600),
+                                                                     ("copy", 200))]
+    assert sorted(extra, key=gates_report.RunSpec.priority) == extra[::-1]
+    assert order[15].priority() < extra[2].priority()
+    assert extra[0].priority() < order[16].priority()
+    assert order[-1].T == 100
+
+
+def _fake_results(runs, specs, loss_of):
+    for s in specs:
+        wd = runs / s.group / s.name
+        wd.mkdir(parents=True, exist_ok=True)
+        test = loss_of(s)
+        wd.joinpath("result.json").write_text(json.dumps({
+            "spec": gates_report.asdict(s), "step": 250, "train_seconds": 60.0, "params": 1000,
+            "budget": 5000, "steps_taken": 3250, "stopped_early": True,
+            "command": s.command(), "dev": test, "test": test}))
+
+
+def test_more_seeds_exactly_where_seed_0_is_near_a_threshold(tmp_path):
+    specs = gates_report.sweep(("adding", "copy"), lengths=[200], cells=["gru", "lstm",
+                                                                         "simple_rnn"])
+    frac = {("adding", "gru"): 0.004,      # solved, within 10x of the 1% threshold: more seeds
+            ("adding", "lstm"): 0.0001,    # far below it: one seed tells
+            ("adding", "simple_rnn"): 1.0,  # on the baseline: one seed tells
+            ("copy", "gru"): 0.5,          # between 1% and 90% of the baseline: more seeds
+            ("copy", "lstm"): 0.95, ("copy", "simple_rnn"): 1.01}
+    _fake_results(tmp_path, specs, lambda s: {"loss": frac[s.group, s.label] * 0.2,
+                                              "baseline": 0.2})
+    more = gates_report.followups(gates_report.load_results(specs, tmp_path))
+    assert sorted((s.group, s.label, s.seed) for s in more) == [
+        ("adding", "gru", 1), ("adding", "gru", 2), ("copy", "gru", 1), ("copy", "gru", 2)]
+    for s in more:
+        assert f"seed={s.seed}" in s.overrides and "seed=0" not in s.overrides
+        assert s.name.endswith(f"_s{s.seed}")
 
 
 def test_report_tables_from_results(tmp_path):
-    specs = gates_report.sweep(("adding", "mnist1d"), seeds=[0, 1], lengths=[50, 100],
-                               cells=["lstm", "simple_rnn", "bi_gru"])
-    assert {s.label for s in specs} == {"lstm", "simple_rnn", "bi_gru"}
+    specs = gates_report.sweep(("adding", "mnist1d"), lengths=[200, 600],
+                               cells=["lstm", "simple_rnn", "gru", "bi_gru"])
     runs = tmp_path / "runs"
-    for i, s in enumerate(specs):
-        wd = runs / s.group / s.name
-        wd.mkdir(parents=True)
-        test = ({"loss": 0.01 * (i + 1), "baseline": 0.167} if s.group == "adding"
-                else {"loss": 0.3, "accuracy": 0.9 + 0.01 * s.seed})
-        wd.joinpath("result.json").write_text(json.dumps({
-            "spec": gates_report.asdict(s), "step": 10, "train_seconds": 60.0, "params": 1000,
-            "dev": test, "test": test}))
-    text = gates_report.write_report(specs, runs, tmp_path / "docs")
-    assert "| lstm | 64 x 1 | 1,000 |" in text
-    assert "| bi_gru | 1,000 | 90.5% [90.0, 91.0] (2 seeds) | 91.0% |" in text
-    assert (tmp_path / "docs" / "gates_loss_vs_T.png").is_file()
+    loss = {"lstm": 0.0001, "simple_rnn": 0.17, "gru": 0.005}
+    _fake_results(runs, specs, lambda s: {"loss": loss[s.label], "baseline": 0.167}
+                  if s.group == "adding" else {"loss": 0.3, "accuracy": 0.9 + 0.01 * s.seed})
+    # gru at 0.005 / 0.167 = 3% is near the 1% threshold: its seeds 1 and 2 are reported too
+    more = gates_report.followups(gates_report.load_results(specs, runs))
+    assert {(s.label, s.seed) for s in more} == {("gru", 1), ("gru", 2)}
+    _fake_results(runs, more, lambda s: {"loss": 0.002, "baseline": 0.167})
+    (runs / "adding" / "gru_T600_s0" / "gradient_flow.json").write_text(json.dumps(
+        {"t": [0, 1, 2], "untrained": [0.0, 1e-3, 1.0], "trained": [2e-4, 1e-2, 1.0]}))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "gates.md").write_text("x\n<!-- results:targets:begin -->\nold\n"
+                                   "<!-- results:targets:end -->\ny\n")
+    text = gates_report.write_report(specs, runs, docs)
+    assert "| lstm | 64 x 1 | 1,000 | 1.0e-04 (0.0599%) ✓ | 1.0e-04 (0.0599%) ✓ |" in text
+    # the three gru seeds: mean of 0.005, 0.002, 0.002 (1.8% of the baseline), and the range
+    assert "| gru | 74 x 1 | 1,000 | 3.0e-03 (1.8%) [2.0e-03, 5.0e-03] (3 seeds) |" in text
+    assert "| simple_rnn | 129 x 1 | 1,000 | 0.170 (102%) | 0.170 (102%) |" in text
+    assert "| 600 | simple_rnn | 0 | 0.170 | 102% | no | 250 | 3250 / 5000 (early stop) | 1.0 |" \
+        in text
+    assert "| *Bai et al. 2018: GRU / LSTM / RNN* | | | — | 5.3e-05 / 0.164 / 0.177 |" in text
+    assert "jaxrnn train configs/adding.yaml --workdir runs/gates/adding/gru_T600_s1" in text
+    assert "| gru | 0 (underflow) | 2.0e-04 | 2.99% |" in text          # the flow ratio table
+    assert "| adding T=600, lstm: reported either way | 1.0e-04 (0.0599%, 1 seed) | yes |" in text
+    assert "| adding T=600, gru: < 1% of baseline | 3.0e-03 (1.8%, 3 seeds) | **no** |" in text
+    assert "| adding T=600, simple_rnn: at the baseline | 0.170 (102%, 1 seed) | yes |" in text
+    assert "| adding T=1000, gru: < 1% of baseline | not run yet | — |" in text
+    assert "| bi_gru | 1,000 | 91.0% [90.0, 92.0] (3 seeds) | 92.0% |" in text
+    assert (docs / "gates_loss_vs_T.png").is_file()
+    assert (docs / "gates_gradient_flow_adding.png").is_file()
+    doc = (docs / "gates.md").read_text()
+    assert "old" not in doc and "| adding T=600, lstm:" in doc and doc.endswith("y\n")
+
+
+def test_sweep_stopped_mid_run_resumes_to_the_same_result(tmp_path):
+    """A sitting cut short (the SIGTERM that --time-limit sends) records its time; the next
+    sitting resumes the run from its checkpoint and ends where one uninterrupted sitting does."""
+    import os
+    import subprocess
+    import sys
+    import time
+    sets = ["train.steps=1000", "train.eval_every=100", "train.checkpoint_every=10",
+            "train.patience=100", "data.dev_size=64", "data.test_size=64",
+            "optimizer.warmup_steps=10", "train.plots=false"]
+    spec = gates_report.longdep_spec("adding", "gru", 12, 0, sets)
+    straight = gates_report.run_one(spec, tmp_path / "straight")
+    runs = tmp_path / "runs"
+    wd = runs / "adding" / spec.name
+    # a run another process is training (its lock held by a live process) is left to it, and
+    # counts against --jobs: with one job, a second run does not start beside it
+    from jaxrnn.train.lock import WorkdirLock
+    other = gates_report.longdep_spec("adding", "lstm", 12, 0, sets)
+    wd.mkdir(parents=True)
+    with WorkdirLock(wd):
+        gates_report.run_all([spec, other], runs, jobs=1, platform="cpu", time_limit=2,
+                             more_seeds=False)
+    assert not (wd / "log.txt").exists() and not (runs / "adding" / other.name).exists()
+    # a time limit that passes before the run could finish: nothing is left running or done
+    assert gates_report.run_all([spec], runs, jobs=1, platform="cpu", time_limit=0.5,
+                                more_seeds=False) == 0
+    assert not (wd / "result.json").is_file()
+    # stopped in the middle of training, as the time limit stops a run
+    env = gates_report.child_env("cpu", 1)
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.gates_report", "--one",
+                             json.dumps(gates_report.asdict(spec)), "--runs-dir", str(runs)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while gates_report._latest_step(wd) < 20 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.terminate()
+    assert proc.wait(60) != 0, "the run finished before it was stopped"
+    sittings = json.loads((wd / "sittings.json").read_text())
+    assert 20 <= sittings[-1]["to_step"] < 1000 and sittings[-1]["seconds"] > 0
+    gates_report.run_all([spec], runs, jobs=1, platform="cpu", more_seeds=False)
+    got = json.loads((wd / "result.json").read_text())
+    assert got["sittings"] == len(sittings) + 1 and got["steps_taken"] == 1000
+    assert got["test"] == straight["test"] and got["step"] == straight["step"]
+    assert got["train_seconds"] > sum(x["seconds"] for x in sittings)
+    assert not os.path.exists(wd / ".lock")        # the dead sitting's lock was taken over

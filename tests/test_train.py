@@ -176,22 +176,28 @@ def build(cfg, rt):
 '''
 
 
+def experiment_config(tmp_path, monkeypatch, module: str, source: str, config: str) -> str:
+    """Writes ``source`` as the module ``module`` (``package.name``) of a package of its own on
+    the path, and ``config`` (YAML, dedented) as a config file; returns the config's path."""
+    package, name = module.split(".")
+    pkg = tmp_path / package
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg_file = tmp_path / f"{name}.yaml"
+    cfg_file.write_text(f"experiment: {module}\n" + textwrap.dedent(config))
+    return str(cfg_file)
+
+
 def nan_experiment_config(tmp_path, monkeypatch, data: str = "") -> str:
     """A config of NAN_EXPERIMENT, written as a package of its own on the path (checkpoints
     every 5 steps); ``data`` is the YAML of its ``data`` section."""
-    pkg = tmp_path / "extexp"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "nanexp.py").write_text(NAN_EXPERIMENT)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    cfg_file = tmp_path / "nan.yaml"
-    cfg_file.write_text(textwrap.dedent("""
-        experiment: extexp.nanexp
+    return experiment_config(tmp_path, monkeypatch, "extexp.nanexp", NAN_EXPERIMENT, textwrap.dedent("""
         optimizer: {name: sgd, learning_rate: 0.1}
         train: {steps: 20, batch_size: 4, log_every: 1, eval_every: 100, checkpoint_every: 5,
                 tensorboard: false, plots: false}
     """) + (f"data: {data}\n" if data else ""))
-    return str(cfg_file)
 
 
 def test_nonfinite_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch):
@@ -316,3 +322,115 @@ def test_ema_decay_out_of_range_is_rejected(bad):
     from jaxrnn.train import ConfigError
     with pytest.raises(ConfigError, match="optimizer.ema_decay"):  # when read, or at the latest
         prepare(load_config("charlm_tiny", [f"optimizer.ema_decay={bad}"]))  # before compiling
+
+
+# --------------------------------------------------------------------------- early stopping
+
+PLATEAU_EXPERIMENT = '''
+"""Noisy linear regression: the dev loss falls to the noise floor, then wanders on it."""
+from dataclasses import dataclass, field
+import jax.numpy as jnp, numpy as np
+from jaxrnn.train import BaseConfig, Task
+
+@dataclass
+class Data:
+    noise: float = 0.5
+
+@dataclass
+class Config(BaseConfig):
+    data: Data = field(default_factory=Data)
+
+def build(cfg, rt):
+    w_true = np.array([1.0, -2.0, 0.5], np.float32)
+    def draw(seed, n):
+        x = np.random.default_rng(seed).normal(size=(n, 3)).astype(np.float32)
+        noise = cfg.data.noise * np.random.default_rng(seed + 7).normal(size=n)
+        return x, (x @ w_true + noise).astype(np.float32)
+    xd, yd = draw(10_000, 256)
+    def batch(step):
+        x, y = draw(step, cfg.train.batch_size)
+        return {"x": x, "y": y}
+    def loss(p, state, b, key):
+        return jnp.mean((b["x"] @ p["w"] - b["y"]) ** 2), (state, {})
+    def evaluate(p, split="dev"):
+        return {"loss": float(np.mean((xd @ np.asarray(p["w"]) - yd) ** 2))}
+    return Task(init=lambda k: {"w": jnp.zeros((3,))}, loss=loss, train_batch=batch,
+                evaluate=evaluate, metrics=("loss",))
+'''
+
+STOP_SETS = ["train.patience=3", "train.min_improvement=0.01"]
+
+
+def plateau_config(tmp_path, monkeypatch) -> str:
+    return experiment_config(tmp_path, monkeypatch, "plateauexp.plateau", PLATEAU_EXPERIMENT, """
+        optimizer: {name: sgd, learning_rate: 0.05}
+        train: {steps: 400, batch_size: 8, log_every: 1, eval_every: 2, checkpoint_every: 5,
+                keep_checkpoints: 1000, tensorboard: false, plots: false}
+    """)
+
+
+def expected_stop(dev: list, patience: int, frac: float):
+    """The early-stopping rule, restated: the first evaluation that is the ``patience``-th in a
+    row not beating the reference (the last value that beat it by more than ``frac``)."""
+    ref, waited = None, 0
+    for step, v in dev:
+        if ref is None or v < ref - frac * abs(ref):
+            ref, waited = v, 0
+        else:
+            waited += 1
+            if waited == patience:
+                return step
+    return None
+
+
+def test_early_stopping_follows_its_rule_and_keeps_the_best(tmp_path, monkeypatch):
+    from jaxrnn.train import load_params
+    cfg_file = plateau_config(tmp_path, monkeypatch)
+    full = tmp_path / "full"
+    train_and_evaluate(load_config(cfg_file), full)           # no patience: all 400 steps
+    dev_full = [(r["step"], r["loss"]) for r in read_metrics(full) if r["split"] == "dev"]
+    assert dev_full[-1][0] == 400
+    stop = expected_stop(dev_full, 3, 0.01)
+    assert stop is not None and 10 < stop < 300, stop
+
+    cfg = load_config(cfg_file, STOP_SETS)
+    wd = tmp_path / "stopped"
+    train_and_evaluate(cfg, wd)
+    dev = [(r["step"], r["loss"]) for r in read_metrics(wd) if r["split"] == "dev"]
+    assert dev == [d for d in dev_full if d[0] <= stop]       # same run, cut at the rule's step
+    state = _final_state(wd, cfg)
+    assert int(state.step) == stop                            # checkpointed where it stopped
+    full_state = _final_state(full, load_config(cfg_file))
+    assert not np.array_equal(state.params["w"], full_state.params["w"])
+    run = prepare(cfg)
+    best, best_step = load_params(run, wd, "best")            # best/ is the best evaluation
+    assert best_step == min(dev, key=lambda d: d[1])[0]
+    # min_improvement 0 waits for any new minimum: never sooner
+    later = expected_stop(dev_full, 3, 0.0)
+    assert later is None or later >= stop
+
+
+def test_early_stopping_resumes_to_the_same_stop(tmp_path, monkeypatch):
+    cfg_file = plateau_config(tmp_path, monkeypatch)
+    cfg = load_config(cfg_file, STOP_SETS)
+    straight = tmp_path / "straight"
+    train_and_evaluate(cfg, straight)
+    stop = int(_final_state(straight, cfg).step)
+    # a run killed just after its checkpoint at step 10: later checkpoints never written
+    cut = tmp_path / "cut"
+    train_and_evaluate(cfg, cut)
+    import shutil
+    for d in (cut / "checkpoints").iterdir():
+        if d.name.isdigit() and int(d.name) > 10:
+            shutil.rmtree(d)
+    train_and_evaluate(load_config(None, [], cut), cut)
+    a, b = _final_state(straight, cfg), _final_state(cut, cfg)
+    assert int(b.step) == stop
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    assert (cut / "metrics.jsonl").read_text() == (straight / "metrics.jsonl").read_text()
+    # a stopped run asked to train again trains nothing and keeps its files
+    before = (straight / "metrics.jsonl").read_text()
+    train_and_evaluate(load_config(None, [], straight), straight)
+    assert int(_final_state(straight, cfg).step) == stop
+    assert (straight / "metrics.jsonl").read_text() == before

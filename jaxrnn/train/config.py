@@ -174,6 +174,12 @@ class TrainConfig:
     # the dev metric that selects the best checkpoint, and whether lower or higher is better
     best_metric: str = "loss"
     best_mode: Literal["min", "max"] = "min"
+    # early stopping: stop once train.best_metric has gone this many dev evaluations without
+    # improving on its reference value (None: always train for train.steps)
+    patience: Optional[PositiveInt] = None
+    # an evaluation improves on the reference when it beats it by more than this fraction of
+    # the reference's magnitude (0: any improvement counts)
+    min_improvement: Annotated[float, Range(0.0, 1.0, hi_open=True)] = 0.0
     # progress bar: None = on when stderr is a TTY and CI is not set
     progress: Optional[bool] = None
     tensorboard: bool = True

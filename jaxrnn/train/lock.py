@@ -234,6 +234,15 @@ class WorkdirLock:
     def held(self) -> bool:
         return self.token is not None
 
+    def in_use(self) -> bool:
+        """Whether another process may be working in the folder: a lock is there, it is not
+        this one's, and its holder is not known to be gone (a lock left by a dead process on
+        this host does not count; one from another host always does)."""
+        holder = self.holder()
+        if holder is None or (self.token is not None and holder.get("token") == self.token):
+            return False
+        return self._stale(holder) is None
+
     def __enter__(self) -> "WorkdirLock":
         return self.acquire()
 

@@ -268,6 +268,49 @@ def load_params(run: Run, workdir, which: str = "best") -> tuple[Any, int]:
         ck.close()
 
 
+class EarlyStopping:
+    """``train.patience`` / ``train.min_improvement``: counts the dev evaluations since the
+    metric last improved on its reference value by more than ``min_improvement`` of it, and
+    says when ``patience`` of them have passed. Its state travels with every checkpoint, so a
+    resumed run stops at the same step as an uninterrupted one."""
+
+    def __init__(self, patience: Optional[int], min_improvement: float, mode: str,
+                 state: Optional[dict] = None):
+        self.patience, self.frac, self.mode = patience, float(min_improvement), mode
+        state = state or {}
+        self.ref_step = state.get("ref_step")
+        self.ref_value = state.get("ref_value")
+        self.waited = int(state.get("waited", 0))
+        self.stopped = state.get("stopped")          # the step it stopped at, or None
+
+    def improves(self, value: float) -> bool:
+        if self.ref_value is None:
+            return True
+        margin = self.frac * abs(self.ref_value)
+        if self.mode == "min":
+            return value < self.ref_value - margin
+        return value > self.ref_value + margin
+
+    def update(self, step: int, value: float) -> bool:
+        """Records the evaluation at ``step``; True when training should stop here."""
+        if self.improves(value):
+            self.ref_step, self.ref_value, self.waited = step, float(value), 0
+        else:
+            self.waited += 1
+        if self.patience is not None and self.waited >= self.patience:
+            self.stopped = step
+        return self.stopped is not None
+
+    def describe(self, metric: str) -> str:
+        by = f" by more than {100 * self.frac:g}%" if self.frac else ""
+        return (f"dev {metric} has not improved{by} for {self.waited} evaluations "
+                f"(reference {self.ref_value:.6g} at step {self.ref_step})")
+
+    def state(self) -> dict:
+        return {"ref_step": self.ref_step, "ref_value": self.ref_value, "waited": self.waited,
+                "stopped": self.stopped}
+
+
 # --------------------------------------------------------------------------- loop
 
 def _progress_enabled(setting: Optional[bool]) -> bool:
@@ -340,6 +383,8 @@ def _train_from(run: Run, workdir: Path, ckpt: Checkpoints) -> dict:
     cfg, rt, task, t = run.cfg, run.rt, run.task, run.cfg.train
     found = ckpt.restore_latest(run.abstract_state, quarantine=True)   # verified
     best_step = best_value = best_metrics = None
+    stopper = EarlyStopping(t.patience, t.min_improvement, t.best_mode,
+                            found.info.get("early_stopping") if found is not None else None)
     if found is not None:
         start, state = found.step, found.tree
         ckpt.rewind(start)
@@ -355,6 +400,10 @@ def _train_from(run: Run, workdir: Path, ckpt: Checkpoints) -> dict:
                 ckpt.warn(f"the params of the best evaluation so far (step {best_step}) are "
                           f"lost; until a better evaluation is saved, 'best' means the newest "
                           f"checkpoint")
+        if stopper.stopped is not None:
+            _log(f"{workdir} stopped early at step {stopper.stopped} (train.patience); "
+                 f"nothing to train", rt)
+            return {"train": {}, "dev": dict(found.info.get("dev") or {})}
         _log(f"resuming {workdir} from step {start}", rt)
     else:
         start = 0
@@ -430,19 +479,29 @@ def _train_from(run: Run, workdir: Path, ckpt: Checkpoints) -> dict:
                     best_step, best_value = step, dev[t.best_metric]
                     best_metrics = dict(dev, step=step)
                     ckpt.save_best(step, eval_params(state), best_metrics)
-            if step % t.checkpoint_every == 0 or final:
+                if stopper.update(step, float(dev[t.best_metric])):
+                    _log(f"step {step}: stopping early: {stopper.describe(t.best_metric)}; "
+                         f"train.patience is {t.patience}", rt)
+            stop = stopper.stopped == step
+            if step % t.checkpoint_every == 0 or final or stop:
                 check_finite(step)
                 writer.sync()
-                # the best so far travels with the state: a damaged best/ cannot change a resume
+                # the best so far and the early-stopping count travel with the state: a
+                # damaged best/ cannot change a resume, and a resumed run stops where an
+                # uninterrupted one does
                 ckpt.save(step, state, {"best": None if best_step is None else {
-                    "step": best_step, "value": float(best_value), "metrics": best_metrics}})
+                    "step": best_step, "value": float(best_value), "metrics": best_metrics},
+                    "early_stopping": stopper.state(), "dev": last["dev"]})
+            if stop:
+                break
     finally:
         bar.close()
         writer.close()
     if rt.is_main and t.plots:
         from jaxrnn.train.plots import plot_metrics
         plot_metrics(workdir)
-    if t.steps > start:
-        _log(f"trained steps {start + 1}-{t.steps} in {time.perf_counter() - t0:.1f} s; "
+    end = stopper.stopped or t.steps
+    if end > start:
+        _log(f"trained steps {start + 1}-{end} in {time.perf_counter() - t0:.1f} s; "
              f"workdir {workdir}", rt)
     return last
