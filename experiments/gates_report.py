@@ -303,9 +303,8 @@ def _add_sitting(workdir: Path, seconds: float, steps: tuple) -> None:
 
 
 def _latest_step(workdir: Path) -> int:
-    ck = workdir / "checkpoints"
-    steps = [int(d.name) for d in ck.iterdir() if d.name.isdigit()] if ck.is_dir() else []
-    return max(steps, default=0)
+    from jaxrnn.train.checkpoint import step_folders
+    return next(iter(step_folders(workdir / "checkpoints")), 0)
 
 
 # the sitting in progress (workdir, start time, first step), for the SIGTERM handler
@@ -509,11 +508,6 @@ def _cell_stats(vals):
     return float(vals.mean()), float(vals.min()), float(vals.max()), len(vals)
 
 
-def _seed_stats(rows, group, label, T):
-    v = [r["test"]["loss"] for r in rows if r["spec"]["label"] == label and r["spec"]["T"] == T]
-    return _cell_stats(v) if v else None
-
-
 def longdep_table(results, group: str) -> tuple[str, dict]:
     """The result table of one task: mean test loss over seeds per (cell, T), its fraction of
     the memoryless baseline, and the seeds behind it."""
@@ -610,10 +604,10 @@ def flow_table(results, group: str) -> tuple[str, dict]:
 def targets_table(results) -> str:
     """The issue's targets, each with what was measured."""
     def cell_at(group, label, T):
-        st = _seed_stats([r for r in results if r["spec"]["group"] == group], group, label, T)
-        base = next((r["test"]["baseline"] for r in results if r["spec"]["group"] == group
-                     and r["spec"]["T"] == T), None)
-        return st, base
+        rows = [r for r in results if (r["spec"]["group"], r["spec"]["T"]) == (group, T)]
+        losses = [r["test"]["loss"] for r in rows if r["spec"]["label"] == label]
+        return (_cell_stats(losses) if losses else None,
+                rows[0]["test"]["baseline"] if rows else None)
 
     lines = ["| target | measured (mean test loss over seeds, % of baseline) | met |",
              "|---|---|---|"]

@@ -188,6 +188,16 @@ def _first_line(e: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def step_folders(root) -> list[int]:
+    """The steps of the all-digit folders under ``root`` (``<workdir>/checkpoints``), newest
+    first; a cheap look that opens nothing (none of them is verified)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted((int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()),
+                  reverse=True)
+
+
 class Checkpoints:
     """The full-state checkpoints and the best-params checkpoints of one workdir.
 
@@ -213,11 +223,7 @@ class Checkpoints:
     def _steps(mngr) -> list[int]:
         """Every step folder, newest first: orbax's list and any other all-digit folder (an
         empty or damaged folder orbax may not list, but that must be reported)."""
-        root = Path(mngr.directory)
-        found = set(mngr.all_steps())
-        if root.is_dir():
-            found |= {int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit()}
-        return sorted(found, reverse=True)
+        return sorted(set(mngr.all_steps()) | set(step_folders(mngr.directory)), reverse=True)
 
     @staticmethod
     def _save(mngr, step: int, tree: Any, info: dict, meta: Optional[dict] = None) -> None:
