@@ -83,7 +83,8 @@ def _as_layer(obj) -> Layer:
 
 def layer(cell: base.Cell, *, reverse: bool = False, input_dropout: float = 0.0,
           recurrent_dropout: float = 0.0, zoneout: float = 0.0, unroll: Optional[int] = None,
-          parallel: bool = False, method: str = "fused", remat: bool = False) -> Layer:
+          parallel: bool = False, method: str = "fused", remat: bool = False,
+          newton=None) -> Layer:
     """One recurrent layer in one direction, with the regularizers over time.
 
     Args:
@@ -98,8 +99,10 @@ def layer(cell: base.Cell, *, reverse: bool = False, input_dropout: float = 0.0,
       unroll: time steps per loop iteration (None: the backend's measured plan).
       parallel: associative scan over time (cells with ``log_coefficients``: ``min_gru``,
         ``min_lstm``).
-      method: ``"fused"`` (the fused engine, the default) or ``"reference"`` (autodiff of a
-        plain ``lax.scan``), as in :func:`jaxrnn.scan`; every regularizer works with both.
+      method: ``"fused"`` (the fused engine, the default), ``"reference"`` (autodiff of a
+        plain ``lax.scan``) or ``"newton"`` (parallel in time), as in :func:`jaxrnn.scan`;
+        every regularizer works with all three.
+      newton: with ``method="newton"``, its :class:`jaxrnn.NewtonOptions` (or a dict).
       remat: recompute instead of storing most of what the backward pass needs (as in
         :func:`jaxrnn.scan`).
 
@@ -118,11 +121,11 @@ def layer(cell: base.Cell, *, reverse: bool = False, input_dropout: float = 0.0,
     """
     return _layer(cell, reverse=reverse, input_dropout=input_dropout,
                   recurrent_dropout=recurrent_dropout, zoneout=zoneout, unroll=unroll,
-                  parallel=parallel, method=method, remat=remat)[0]
+                  parallel=parallel, method=method, remat=remat, newton=newton)[0]
 
 
 def _layer(cell, *, reverse, input_dropout, recurrent_dropout, zoneout, unroll, parallel,
-           method, remat):
+           method, remat, newton=None):
     """:func:`layer` and its loop ``run(params, xs, carry, seq_lengths, key, reverse)``, whose
     direction may be traced: :func:`bidirectional` vmaps one ``run`` over both directions."""
     scan_lib.check_cell(cell, "layer")
@@ -134,6 +137,8 @@ def _layer(cell, *, reverse, input_dropout, recurrent_dropout, zoneout, unroll, 
     method = scan_lib.check_method(method)
     remat = scan_lib.check_bool("remat", remat)
     parallel = scan_lib.check_parallel(cell, parallel)
+    newton = scan_lib.check_solver(cell, method, newton, unroll=unroll, parallel=parallel,
+                                   remat=remat, where="layer")
     if parallel and (p_rec or p_zone):
         raise checks.InvalidArgumentValue(
             "parallel=True supports input_dropout only (no recurrent dropout or zoneout: they "
@@ -173,6 +178,7 @@ def _layer(cell, *, reverse, input_dropout, recurrent_dropout, zoneout, unroll, 
                 zmasks = zoneout_masks(k_zone, expected, (T,))
         return scan_lib.run(cell, params, xs, carry, seq_lengths=lengths, reverse=rev,
                             unroll=unroll, parallel=parallel, method=method, remat=remat,
+                            newton=newton,
                             rec_mask=rec_mask,
                             zoneout_rate=0.0 if zmasks is not None else p_zone,
                             zoneout_masks=zmasks)

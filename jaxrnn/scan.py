@@ -11,10 +11,12 @@ Semantics, shared by every layer built on it:
   step reads ``xs[0]``; ``ys[t]`` stays aligned with ``xs[t]`` (as PyTorch's backward
   direction and ``lax.scan(reverse=True)``); padding stays at the end.
 
-Two loops run the same step (the cell's :class:`~jaxrnn.cells.base.Recurrence`, one
+Three solvers run the same step (the cell's :class:`~jaxrnn.cells.base.Recurrence`, one
 definition): ``method="fused"`` (the default), the fused engine of :mod:`jaxrnn.engine` with
-its hand-derived backward pass, and ``method="reference"``, the plain ``lax.scan`` that JAX's
-autodiff differentiates (the test oracle, and the loop to read when learning).
+its hand-derived backward pass; ``method="reference"``, the plain ``lax.scan`` that JAX's
+autodiff differentiates (the test oracle, and the loop to read when learning); and
+``method="newton"``, every step at once by Newton iterations over associative scans
+(:mod:`jaxrnn.engine.newton`: DEER, quasi-DEER, ELK), parallel in time.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from jaxrnn import engine
 from jaxrnn.cells import base, checks
+from jaxrnn.engine import newton as newton_lib
 
 PyTree = Any
 
@@ -77,11 +80,32 @@ def check_inputs(cell: base.Cell, params, xs, carry, seq_lengths, *, input_size=
 
 # --------------------------------------------------------------------------- public scan
 
-METHODS = ("fused", "reference")
+METHODS = ("fused", "reference", "newton")
+NewtonOptions = newton_lib.NewtonOptions
+NewtonInfo = newton_lib.NewtonInfo
 
 
 def check_method(method) -> str:
     return checks.check_choice("method", method, METHODS)
+
+
+def check_solver(cell: base.Cell, method: str, newton, *, unroll=None, parallel=False,
+                 remat=False, where: str = "scan"):
+    """The options that go with ``method``: ``newton`` (:class:`NewtonOptions`, a dict of its
+    fields, or None) only with ``method="newton"``, which takes no ``unroll``, ``remat`` or
+    ``parallel``. Returns the checked Newton options (None for the sequential methods)."""
+    if method != "newton":
+        if newton is not None:
+            raise checks.InvalidArgumentValue(
+                f"{where}: newton= options apply to method='newton', not method={method!r}")
+        return None
+    for name, value in (("unroll", unroll), ("remat", remat), ("parallel", parallel)):
+        if value:
+            raise checks.InvalidArgumentValue(
+                f"{where}: {name}={value!r} applies to the sequential methods; "
+                f"method='newton' evaluates every step at once")
+    newton_lib.check_cell(cell)
+    return newton_lib.check_options(newton, where=where)
 
 
 def check_unroll(unroll):
@@ -114,7 +138,7 @@ def check_cell(cell, where: str = "scan") -> base.Cell:
 
 def scan(cell: base.Cell, params, xs, carry=None, *, seq_lengths=None, reverse=False,
          unroll: Optional[int] = None, parallel: bool = False, method: str = "fused",
-         remat: bool = False):
+         remat: bool = False, newton=None):
     """Runs ``cell`` over one sequence ``xs`` ``[T, input]``; returns ``(ys, carry)``.
 
     Args:
@@ -130,12 +154,16 @@ def scan(cell: base.Cell, params, xs, carry=None, *, seq_lengths=None, reverse=F
       unroll: time steps per loop iteration; None: the backend's measured plan.
       parallel: for cells with ``log_coefficients`` (``min_gru``, ``min_lstm``), a log-space
         associative scan over time instead of a sequential loop (same numbers, O(log T) depth).
-      method: ``"fused"`` (the default: the fused engine, hand-derived backward pass) or
-        ``"reference"`` (autodiff of a plain ``lax.scan``). Same numbers; the fused engine
-        supports reverse-mode autodiff (``grad``, ``vjp``) but not forward mode (``jvp``,
-        ``jacfwd``), for which ``"reference"`` is there.
+      method: ``"fused"`` (the default: the fused engine, hand-derived backward pass),
+        ``"reference"`` (autodiff of a plain ``lax.scan``) or ``"newton"`` (parallel in time:
+        Newton iterations over associative scans, see :func:`jaxrnn.newton_scan`). Same
+        numbers (``"newton"``: to its tolerance, and it warns if it does not converge); the
+        fused engine and ``"newton"`` support reverse-mode autodiff (``grad``, ``vjp``) but
+        not forward mode (``jvp``, ``jacfwd``), for which ``"reference"`` is there.
       remat: keep less for the backward pass and recompute the rest (``"fused"``: the carry
         entering every chunk of about sqrt(T) steps; ``"reference"``: the carry of every step).
+      newton: with ``method="newton"``, a :class:`jaxrnn.NewtonOptions` (or a dict of its
+        fields): Jacobian, iterations, tolerance, damping, what to do if it does not converge.
 
     Returns:
       ``ys`` of shape ``[T, output]`` (zero past ``seq_lengths``) and the final carry.
@@ -153,12 +181,54 @@ def scan(cell: base.Cell, params, xs, carry=None, *, seq_lengths=None, reverse=F
     parallel = check_parallel(cell, parallel)
     reverse = check_reverse(reverse)
     remat = check_bool("remat", remat)
+    newton = check_solver(cell, method, newton, unroll=unroll, parallel=parallel, remat=remat)
     xs = jnp.asarray(xs)
     lengths = check_inputs(cell, params, xs, carry, seq_lengths)
     if carry is None:
         carry = cell.carry_for_input(params, xs[0])
     return run(cell, params, xs, carry, seq_lengths=lengths, reverse=reverse, unroll=unroll,
-               parallel=parallel, method=method, remat=remat)
+               parallel=parallel, method=method, remat=remat, newton=newton)
+
+
+def newton_scan(cell: base.Cell, params, xs, carry=None, *, seq_lengths=None, reverse=False,
+                options=None, init=None):
+    """``jr.scan(..., method="newton")`` that also says how the solve went: returns
+    ``(ys, carry, info)``, ``info`` a :class:`jaxrnn.NewtonInfo` (iterations, residual,
+    converged, and the states after every step).
+
+    Every step is computed at once: Newton's method on the system ``s_t = F_t(s_{t-1})``
+    (DEER; quasi-DEER with ``jacobian="diagonal"``, the default; the ELK step with
+    ``damping > 0``), each iteration one batched evaluation of the step at all ``T`` steps
+    and one associative scan. Gradients solve the adjoint recurrence at the solution (no
+    differentiation through the iterations). See :mod:`jaxrnn.engine.newton`.
+
+    Args:
+      cell, params, xs, carry, seq_lengths, reverse: as in :func:`jaxrnn.scan`.
+      options: :class:`jaxrnn.NewtonOptions`, a dict of its fields, or None (the defaults).
+      init: the initial guess of the trajectory: None (zeros), or the ``states`` of an earlier
+        solve's info (a warm start), shaped like the carry with a leading ``T`` axis.
+    """
+    check_cell(cell, "newton_scan")
+    reverse = check_reverse(reverse)
+    options = check_solver(cell, "newton", options, where="newton_scan")
+    xs = jnp.asarray(xs)
+    lengths = check_inputs(cell, params, xs, carry, seq_lengths)
+    if carry is None:
+        carry = cell.carry_for_input(params, xs[0])
+    if init is not None:
+        expected = jax.tree.map(lambda a: jax.ShapeDtypeStruct((xs.shape[0],) + a.shape, a.dtype),
+                                carry)
+        checks._compare(expected, init, "", what="init", hint="the states of one sequence",
+                        exact_dtype=True)
+    carry = engine.like_inputs(carry, xs, params)
+    T = xs.shape[0]
+    flip = isinstance(reverse, bool) and reverse and lengths is None
+    perm = None if flip else engine.time_permutation(T, lengths, reverse)
+    ys, carry, info = newton_lib.run(cell, params, _permute(xs, perm, flip), carry,
+                                     seq_lengths=lengths, options=options,
+                                     init=_permute(init, perm, flip))
+    return (_permute(ys, perm, flip), carry,
+            info._replace(states=_permute(info.states, perm, flip)))
 
 
 # --------------------------------------------------------------------------- the loops
@@ -173,7 +243,7 @@ def _permute(tree, perm, flip):
 
 def run(cell: base.Cell, params, xs, carry, *, seq_lengths=None, reverse=False, unroll=None,
         parallel=False, method="fused", remat=False, rec_mask=None, zoneout_rate=0.0,
-        zoneout_masks=None):
+        zoneout_masks=None, newton=None):
     """The loop behind ``scan`` and the layers, with no argument checking.
 
     ``rec_mask`` multiplies the state entering the recurrent weights at every step
@@ -190,6 +260,13 @@ def run(cell: base.Cell, params, xs, carry, *, seq_lengths=None, reverse=False, 
     if parallel:
         xs_p = _permute(xs, perm, flip)
         ys, carry = _parallel_linear(cell, params, xs_p, carry, lengths)
+        return _permute(ys, perm, flip), carry
+    if method == "newton":
+        ys, carry, _ = newton_lib.run(cell, params, _permute(xs, perm, flip), carry,
+                                      seq_lengths=lengths, rec_mask=rec_mask,
+                                      zoneout_rate=zoneout_rate,
+                                      zoneout_masks=_permute(zoneout_masks, perm, flip),
+                                      options=newton or newton_lib.NewtonOptions())
         return _permute(ys, perm, flip), carry
     if method == "reference":
         return _reference(cell, params, xs, carry, lengths=lengths, perm=perm, flip=flip,

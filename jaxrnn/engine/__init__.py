@@ -2,7 +2,8 @@
 
 It reads only the cell's :class:`~jaxrnn.cells.base.Recurrence` (no per-cell code), so a new
 cell is fast as soon as it states its step. ``jr.scan`` and the layers use it by default;
-``method="reference"`` runs the plain autodiff loop instead.
+``method="reference"`` runs the plain autodiff loop instead, and :mod:`jaxrnn.engine.newton`
+solves for every step at once (``method="newton"``).
 """
 
 from jaxrnn.engine.fused import run
