@@ -79,6 +79,11 @@ class ModelConfig:
     parallel: bool = True
     # time steps per loop iteration (None: the backend's measured plan)
     unroll: Optional[PositiveInt] = None
+    # the solver over time: fused (sequential, the default), reference (autodiff of lax.scan)
+    # or newton (every step at once by Newton iterations: jr.scan's method="newton")
+    method: Literal["fused", "reference", "newton"] = "fused"
+    # with method: newton, fields of jr.NewtonOptions, e.g. {jacobian: diagonal, max_iters: 100}
+    newton: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -120,9 +125,18 @@ class Model:
             raise ConfigError(f"model.hidden_size must be >= 1, got {cfg.hidden_size}")
         self.cells = [make_cell(cfg.cell, cfg.hidden_size, cfg.cell_options)
                       for _ in range(cfg.num_layers)]
-        parallel = cfg.parallel and cfg.cell in ("min_gru", "min_lstm")
-        self.rnn = jr.stack([jr.layer(c, parallel=parallel, unroll=cfg.unroll)
-                             for c in self.cells])
+        newton = cfg.method == "newton"
+        parallel = cfg.parallel and cfg.cell in ("min_gru", "min_lstm") and not newton
+        if cfg.newton and not newton:
+            raise ConfigError(f"model.newton options apply to model.method=newton, not "
+                              f"{cfg.method!r}")
+        try:
+            self.rnn = jr.stack([jr.layer(c, parallel=parallel, unroll=cfg.unroll,
+                                          method=cfg.method,
+                                          newton=dict(cfg.newton) if newton else None)
+                                 for c in self.cells])
+        except (jr.InvalidArgumentType, jr.InvalidArgumentValue) as e:
+            raise ConfigError(f"model.newton: {e}") from None
         self.cfg, self.I, self.O = cfg, input_size, output_size
 
     def init(self, key):

@@ -3,7 +3,7 @@ are smoke tests of the scripts: no timing is asserted)."""
 
 import json
 
-from experiments.bench import plans, rnn
+from experiments.bench import newton, plans, rnn
 
 
 def test_rnn_benchmark_reports_every_peer_and_the_roofline(tmp_path, capsys):
@@ -35,3 +35,27 @@ def test_parallel_and_plan_benchmarks_run(tmp_path, capsys):
                                                                       "naive"}
     assert plans.main(["mgu:2,6,3,4", "--vary", "hoist=0,1", "--rounds", "1"]) == 0
     assert "hoist=1" in capsys.readouterr().out
+
+
+def test_newton_benchmark_reports_times_iterations_and_agreement(tmp_path, capsys):
+    out = tmp_path / "newton.json"
+    assert newton.main(["--cells", "gru", "--batch", "1", "--lengths", "64,1000", "--hidden", "8",
+                        "--jacobians", "diagonal", "--max-elements", "500", "--repeats", "1",
+                        "--warmup", "1", "--peak-size", "64", "--json", str(out)]) == 0
+    saved = json.loads(out.read_text())
+    rows = {(r["jacobian"], r["mode"]): r for r in saved["newton"] if r["T"] == 64}
+    skipped = [r for r in saved["newton"] if r["T"] == 1000]
+    assert len(skipped) == 2 and all("max-elements" in r["skipped"] for r in skipped)
+    assert set(rows) == {("diagonal", "eval"), ("diagonal", "fwdbwd")}
+    for r in rows.values():
+        assert not r.get("skipped"), r
+        assert r["sequential_ms"] > 0 and r["newton_ms"] > 0 and r["speedup"] > 0
+        assert r["converged"] and 1 <= r["iterations"] <= 100
+        assert r["max_abs_diff"] < 1e-4
+    fb = rows["diagonal", "fwdbwd"]
+    assert fb["grad_max_abs_diff"] < 1e-4 * fb["grad_max_abs"]
+    assert saved["machine"]["device_kind"] and len(saved["crossover"]) == 2
+    newton.main(["--render", str(out)])
+    text = capsys.readouterr().out
+    assert "| newton ms | speedup |" in text and "| gru | diagonal | fwdbwd | 1 | 64 | 8 |" in text
+    assert "T=64" in text   # a crossover line per (cell, jacobian, mode, B, H)

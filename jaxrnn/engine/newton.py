@@ -22,9 +22,11 @@ recurrence ``s_t = J_t s_{t-1} + (f_t - J_t s^{old}_{t-1})`` with an associative
   Levenberg-Marquardt step of the residuals ``r_t = s_t - F_t(s_{t-1})``: it minimizes
   ``sum_t |r_t + d_t - J_t d_{t-1}|^2 + lam |d_t|^2``, a trust region around the guess
   (equivalently a Kalman smoother). With a diagonal ``J`` that is one symmetric tridiagonal
-  system over time per state unit, solved with ``jax.lax.linalg.tridiagonal_solve``. Where
-  plain Newton overshoots (large recurrent weights, where the linearized recurrence explodes)
-  the damped step stays bounded.
+  system over time per state unit, solved with ``jax.lax.linalg.tridiagonal_solve``. ``lam``
+  adapts as in Levenberg-Marquardt: divided by 3 after a step that lowers the squared
+  residuals, multiplied by 3 (and the step refused) after one that does not. Where plain
+  Newton's linearized recurrence explodes (large recurrent weights) the damped iterates stay
+  finite; they do not, in our measurements, converge in fewer iterations there.
 
 Every iteration leaves the steps before the first wrong one exact, so undamped Newton, with
 either Jacobian, reaches the sequential trajectory in at most ``T`` iterations in exact
@@ -393,18 +395,26 @@ def _residual(S, f):
 
 
 def _newton_step(problem, S, prev, f, J):
-    if problem.options.damping:
-        return S + _damped_delta(J, S - f, problem.options.damping)
     b = f - _matvec(problem.kind, J, prev)
     b = b.at[0].set(f[0])          # s_0 = F_0(s0) exactly: the first step is known
     return linear_scan(problem.kind, J, b)
 
 
+def _merit(S, f):
+    d = S - f
+    return jnp.sum(jnp.where(jnp.isfinite(d), d * d, jnp.inf))
+
+
 def _solve_forward(problem: _Problem, pws, px, s0, extras, init):
     """Newton iterations from ``init`` (or zeros); returns the trajectory ``[T, D]`` and
-    ``(iterations, residual, converged)``."""
+    ``(iterations, residual, converged)``.
+
+    With damping the step is Levenberg-Marquardt's: a step that lowers the sum of squared
+    residuals is taken and the damping divided by 3 (towards the Newton step), one that does not
+    is refused and the damping multiplied by 3 (a smaller step next time)."""
     T = px.shape[0]
     S = jnp.zeros((T, problem.flat.size), problem.flat.dtype) if init is None else init
+    damped = bool(problem.options.damping)
 
     def evaluate(S):
         prev = _shift_down(S, s0)
@@ -412,15 +422,24 @@ def _solve_forward(problem: _Problem, pws, px, s0, extras, init):
         return (prev, f, J) + _residual(S, f)
 
     def cond(state):
-        k, _, _, _, _, r, scale = state
+        k, _, (_, _, _, r, scale), _ = state
         return (k < problem.options.max_iters) & ~(r <= problem.tol * scale)
 
     def body(state):
-        k, S, prev, f, J, _, _ = state
-        S = _newton_step(problem, S, prev, f, J)
-        return (k + 1, S) + evaluate(S)
+        k, S, ev, lam = state
+        prev, f, J, _, _ = ev
+        if not damped:
+            S = _newton_step(problem, S, prev, f, J)
+            return k + 1, S, evaluate(S), lam
+        S_new = S + _damped_delta(J, S - f, lam)
+        ev_new = evaluate(S_new)
+        better = _merit(S_new, ev_new[1]) < _merit(S, f)
+        pick = functools.partial(jax.tree.map, lambda a, b: jnp.where(better, a, b))
+        lam = jnp.where(better, lam / 3.0, lam * 3.0)
+        return k + 1, pick(S_new, S), pick(ev_new, ev), lam
 
-    k, S, _, _, _, r, scale = lax.while_loop(cond, body, (jnp.int32(0), S) + evaluate(S))
+    lam0 = jnp.asarray(problem.options.damping, problem.flat.dtype)
+    k, S, (_, _, _, r, scale), _ = lax.while_loop(cond, body, (jnp.int32(0), S, evaluate(S), lam0))
     return S, (k, r, r <= problem.tol * scale)
 
 
