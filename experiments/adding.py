@@ -32,7 +32,7 @@ whole sweep and its table: ``python -m experiments.gates_report`` (see ``docs/ga
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +41,8 @@ import numpy as np
 import jaxrnn as jr
 from jaxrnn.train.config import DataError, PositiveInt
 from jaxrnn.cells import registry
-from jaxrnn.train import BaseConfig, CellName, ConfigError, Task
+from jaxrnn.train import (BaseConfig, CellName, ConfigError, Method, NewtonConfig, Task,
+                          solver_options)
 
 # fixed seeds of the held-out sets (the same for every training seed)
 DEV_SEED, TEST_SEED, MEAN_SEED = 10_001, 20_002, 30_003
@@ -81,9 +82,9 @@ class ModelConfig:
     unroll: Optional[PositiveInt] = None
     # the solver over time: fused (sequential, the default), reference (autodiff of lax.scan)
     # or newton (every step at once by Newton iterations: jr.scan's method="newton")
-    method: Literal["fused", "reference", "newton"] = "fused"
+    method: Method = "fused"
     # with method: newton, fields of jr.NewtonOptions, e.g. {jacobian: diagonal, max_iters: 100}
-    newton: dict = field(default_factory=dict)
+    newton: NewtonConfig = field(default_factory=dict)
 
 
 @dataclass
@@ -125,18 +126,11 @@ class Model:
             raise ConfigError(f"model.hidden_size must be >= 1, got {cfg.hidden_size}")
         self.cells = [make_cell(cfg.cell, cfg.hidden_size, cfg.cell_options)
                       for _ in range(cfg.num_layers)]
-        newton = cfg.method == "newton"
-        parallel = cfg.parallel and cfg.cell in ("min_gru", "min_lstm") and not newton
-        if cfg.newton and not newton:
-            raise ConfigError(f"model.newton options apply to model.method=newton, not "
-                              f"{cfg.method!r}")
-        try:
-            self.rnn = jr.stack([jr.layer(c, parallel=parallel, unroll=cfg.unroll,
-                                          method=cfg.method,
-                                          newton=dict(cfg.newton) if newton else None)
-                                 for c in self.cells])
-        except (jr.InvalidArgumentType, jr.InvalidArgumentValue) as e:
-            raise ConfigError(f"model.newton: {e}") from None
+        solver = solver_options(cfg.method, cfg.newton)
+        parallel = (cfg.parallel and cfg.cell in ("min_gru", "min_lstm")
+                    and cfg.method != "newton")
+        self.rnn = jr.stack([jr.layer(c, parallel=parallel, unroll=cfg.unroll, **solver)
+                             for c in self.cells])
         self.cfg, self.I, self.O = cfg, input_size, output_size
 
     def init(self, key):

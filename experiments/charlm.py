@@ -31,7 +31,8 @@ import optax
 import jaxrnn as jr
 from jaxrnn.train.config import DataError, PositiveInt, Range, Rate
 from jaxrnn.cells import registry
-from jaxrnn.train import BaseConfig, CellName, ConfigError, Task, data_path
+from jaxrnn.train import (BaseConfig, CellName, ConfigError, Method, NewtonConfig, Task,
+                          data_path, solver_options)
 
 @dataclass
 class DataConfig:
@@ -57,9 +58,13 @@ class ModelConfig:
     dropout: Rate = 0.0
     # extra keyword arguments of the cell factory, e.g. {layer_norm: true} for lstm
     cell_options: dict = field(default_factory=dict)
-    # time steps per loop iteration of the scan
     # time steps per loop iteration (None: the backend's measured plan)
     unroll: Optional[PositiveInt] = None
+    # the solver over time: fused (sequential, the default), reference (autodiff of lax.scan)
+    # or newton (every step at once by Newton iterations: jr.scan's method="newton")
+    method: Method = "fused"
+    # with method: newton, fields of jr.NewtonOptions, e.g. {jacobian: diagonal, max_iters: 100}
+    newton: NewtonConfig = field(default_factory=dict)
 
 
 @dataclass
@@ -168,7 +173,8 @@ class Model:
                           for _ in range(cfg.num_layers)]
         except (TypeError, ValueError) as e:
             raise ConfigError(f"model.cell_options: {e}") from None
-        self.rnn = jr.stack([jr.layer(c, unroll=cfg.unroll) for c in self.cells],
+        solver = solver_options(cfg.method, cfg.newton)
+        self.rnn = jr.stack([jr.layer(c, unroll=cfg.unroll, **solver) for c in self.cells],
                             dropout=cfg.dropout)
         self.cfg, self.V = cfg, vocab_size
 

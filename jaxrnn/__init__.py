@@ -13,6 +13,7 @@ from jaxrnn.cells import (Cell, ConvLSTMParams, GRUCarry, GRUParams, LSTMCarry, 
 from jaxrnn.cells.checks import (InvalidArgumentType, InvalidArgumentValue, check_finite,
                                  check_params, check_seq_lengths, checked, debug_checks)
 from jaxrnn.layers import Layer, bidirectional, dropout, layer, stack
+from jaxrnn.engine.newton import NewtonConvergenceWarning
 from jaxrnn.scan import NewtonInfo, NewtonOptions, newton_scan, scan
 
 __version__ = "0.1.0"
@@ -31,7 +32,7 @@ __all__ = [
     "Cell", "Layer", "bidirectional", "check_finite", "check_params", "check_seq_lengths",
     "checked", "conv_lstm", "debug_checks", "dropout", "gru",
     "layer", "lstm", "mgu", "min_gru", "min_lstm", "newton_scan", "scan", "simple_rnn", "stack",
-    "NewtonInfo", "NewtonOptions",
+    "NewtonConvergenceWarning", "NewtonInfo", "NewtonOptions",
     "ConvLSTMParams", "GRUCarry", "GRUParams", "LSTMCarry", "LSTMParams", "MGUParams",
     "MinGRUParams", "MinimalCarry", "MinLSTMParams", "SimpleRNNCarry", "SimpleRNNParams",
     "InvalidArgumentType", "InvalidArgumentValue",

@@ -10,9 +10,9 @@ See ``docs/training.md`` for the experiment interface.
 from jaxrnn.train.checkpoint import CheckpointError, Checkpoints
 from jaxrnn.train.config import (BaseConfig, CellName, ConfigError, DataError, Decay,
                                  DistributedConfig,
-                                 Fraction, NonNegativeFloat, NonNegativeInt, OptimizerConfig,
-                                 PositiveFloat, PositiveInt, Range, Rate, TrainConfig, data_path,
-                                 data_root)
+                                 Fraction, Method, NewtonConfig, NonNegativeFloat, NonNegativeInt,
+                                 OptimizerConfig, PositiveFloat, PositiveInt, Range, Rate,
+                                 TrainConfig, data_path, data_root, solver_options)
 from jaxrnn.train.experiment import Task, load_experiment
 from jaxrnn.train.lock import WorkdirLock, WorkdirLockedError
 from jaxrnn.train.loop import (NonFiniteLossError, TrainState, eval_params, load_config,
@@ -24,10 +24,10 @@ from jaxrnn.train.sharding import Runtime, make_runtime
 
 __all__ = [
     "BaseConfig", "CellName", "Checkpoints", "Decay", "Fraction", "NonNegativeFloat",
-    "NonNegativeInt", "PositiveFloat", "PositiveInt", "Range", "Rate",
+    "Method", "NewtonConfig", "NonNegativeInt", "PositiveFloat", "PositiveInt", "Range", "Rate",
     "ConfigError", "DataError", "DistributedConfig", "MetricsWriter",
     "NonFiniteLossError", "OptimizerConfig", "Runtime", "Task", "TrainConfig", "TrainState",
     "data_path", "data_root", "eval_params", "load_config", "load_experiment", "load_params",
     "make_optimizer", "make_runtime", "make_schedule", "plot_metrics", "prepare", "read_metrics",
-    "train_and_evaluate", "CheckpointError", "WorkdirLock", "WorkdirLockedError",
+    "solver_options", "train_and_evaluate", "CheckpointError", "WorkdirLock", "WorkdirLockedError",
 ]

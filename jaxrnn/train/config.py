@@ -33,7 +33,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 
 __all__ = [
-    "CellName", "Range", "PositiveInt", "NonNegativeInt", "PositiveFloat", "NonNegativeFloat",
+    "CellName", "NewtonConfig", "Method", "Range", "PositiveInt", "NonNegativeInt", "PositiveFloat",
+    "NonNegativeFloat", "solver_options",
     "Rate", "Fraction", "Decay", "ConfigError", "DataError", "BaseConfig", "OptimizerConfig", "TrainConfig", "DistributedConfig",
     "DATA_ENV", "data_path", "data_root", "output_path", "check_output_paths", "from_dict", "to_dict", "load_yaml", "apply_overrides",
     "resolve_paths", "relativize_paths", "dump_yaml", "diff_configs",
@@ -72,6 +73,12 @@ class CellName(str):
     the config is read, before any data is loaded)."""
 
 
+class NewtonConfig(dict):
+    """A config field type (an annotation: the value stays a plain dict): a mapping of
+    ``jr.NewtonOptions`` fields (``method: newton``'s options), checked by the library's own
+    ``check_options`` when the config is read."""
+
+
 @dataclass(frozen=True)
 class Range:
     """A bound on a numeric config field, attached with ``typing.Annotated``: ``lo`` / ``hi``
@@ -105,6 +112,29 @@ NonNegativeFloat = Annotated[float, Range(lo=0.0)]
 Rate = Annotated[float, Range(0.0, 1.0, hi_open=True)]        # dropout-like: [0, 1)
 Fraction = Annotated[float, Range(0.0, 1.0)]                  # [0, 1]
 Decay = Annotated[float, Range(0.0, 1.0, hi_open=True)]       # Adam's b1/b2, momentum, EMA
+
+
+# the solver over time of a model config's ``method`` field (jr.scan's ``method``)
+Method = Literal["fused", "reference", "newton"]
+
+
+def solver_options(method: str, newton: dict, where: str = "model") -> dict:
+    """The layer keywords of a model config's ``method`` and ``newton`` fields
+    (``jr.layer(cell, **solver_options(...))``), checked before anything is built: ``newton``
+    (fields of ``jr.NewtonOptions``) only with ``method: newton``; a bad option is a
+    :class:`ConfigError` naming ``<where>.newton``."""
+    from jaxrnn.cells import checks
+    from jaxrnn.engine import newton as newton_lib
+    if method != "newton":
+        if newton:
+            raise ConfigError(f"{where}.newton: options apply to {where}.method=newton, not "
+                              f"{method!r}")
+        return dict(method=method)
+    try:
+        return dict(method=method, newton=newton_lib.check_options(dict(newton),
+                                                                    where=f"{where}.newton"))
+    except (checks.InvalidArgumentType, checks.InvalidArgumentValue) as e:
+        raise ConfigError(str(e)) from None
 
 
 def output_path(default: str):
@@ -241,6 +271,8 @@ def _type_name(tp) -> str:
         return f"a mapping ({tp.__name__})"
     if tp is CellName:
         return "a cell name"
+    if tp is NewtonConfig:
+        return "a mapping of jr.NewtonOptions fields"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -296,6 +328,19 @@ def _convert(value, tp, key: str):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
         return from_dict(tp, value, prefix=key + ".")
+    if tp is NewtonConfig:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} "
+                              f"{value!r}")
+        from jaxrnn.cells import checks
+        from jaxrnn.engine import newton as newton_lib
+        try:
+            newton_lib.check_options(dict(value), where=key)
+        except (checks.InvalidArgumentType, checks.InvalidArgumentValue) as e:
+            raise ConfigError(str(e)) from None
+        return dict(value)
     if tp is dict or origin is dict:
         if isinstance(value, dict):
             return dict(value)
