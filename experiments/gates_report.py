@@ -29,7 +29,10 @@ taken, whether it stopped early, parameter count, the command) and, for the synt
 ||dL/dh_t|| against t for the untrained and trained parameters
 (:func:`jaxrnn.analysis.gradient_norms`). A run with a ``result.json`` is not run again; an
 interrupted one (``--time-limit``, Ctrl-C, a crash) resumes from its last checkpoint to the
-same result.
+same result. Every finished run is also recorded in ``docs/gates_runs/<group>/<run>.json``
+(``--ledger``; its result and gradient flow), which is committed: ``runs/`` is not, and a sweep
+longer than one machine's life skips, on the next machine, the runs the ledger holds, and
+reports them.
 
 The report: each group's tables between its ``<!-- results:GROUP:begin/end -->`` markers in
 ``docs/gates.md`` (groups without results are left as they are), and the figures
@@ -55,6 +58,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
+# one JSON per finished run (its result.json and gradient flow), committed: a sweep longer than
+# one machine's life continues on the next one (runs/ is not committed)
+LEDGER = DOCS / "gates_runs"
 
 ADDING_T = (200, 400, 600, 1000)
 COPY_T = (100, 200, 500)
@@ -390,8 +396,30 @@ def child_env(platform: Optional[str], jobs: int) -> dict:
     return env
 
 
-def _done(runs_dir: Path, spec: RunSpec) -> bool:
-    return (runs_dir / spec.group / spec.name / "result.json").is_file()
+def _ledger_file(ledger: Path, spec: RunSpec) -> Path:
+    return ledger / spec.group / f"{spec.name}.json"
+
+
+def _done(runs_dir: Path, spec: RunSpec, ledger: Optional[Path] = None) -> bool:
+    return ((runs_dir / spec.group / spec.name / "result.json").is_file()
+            or (ledger is not None and _ledger_file(ledger, spec).is_file()))
+
+
+def record(spec: RunSpec, runs_dir: Path, ledger: Path) -> bool:
+    """Copies a finished run's ``result.json`` and gradient flow into the ledger (atomically);
+    False if the run has no result."""
+    wd = runs_dir / spec.group / spec.name
+    if not (wd / "result.json").is_file():
+        return False
+    entry = {"result": json.loads((wd / "result.json").read_text())}
+    if (wd / "gradient_flow.json").is_file():
+        entry["flow"] = json.loads((wd / "gradient_flow.json").read_text())
+    path = _ledger_file(ledger, spec)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(entry, indent=1))
+    os.replace(tmp, path)
+    return True
 
 
 def _busy(runs_dir: Path, spec: RunSpec) -> bool:
@@ -402,13 +430,15 @@ def _busy(runs_dir: Path, spec: RunSpec) -> bool:
 
 
 def run_all(specs, runs_dir: Path, jobs: int, platform: Optional[str],
-            time_limit: Optional[float] = None, more_seeds: bool = True) -> int:
+            time_limit: Optional[float] = None, more_seeds: bool = True,
+            ledger: Optional[Path] = None) -> int:
     """Trains the runs without a ``result.json`` in priority order, ``jobs`` at a time (runs
     another process is training count too, and are left to it), adding the extra seeds of
     :func:`followups` as first seeds are scored (``more_seeds``). With
     ``time_limit`` (seconds) no run starts after it and unfinished runs are stopped at it
-    (SIGTERM; a later call resumes them from their last checkpoint). Returns the number of
-    failed runs."""
+    (SIGTERM; a later call resumes them from their last checkpoint). With a ``ledger`` every
+    finished run is recorded there (:func:`record`), and a run recorded there is done.
+    Returns the number of failed runs."""
     env = child_env(platform, jobs)
     t0 = time.perf_counter()
     deadline = None if time_limit is None else t0 + time_limit
@@ -418,14 +448,18 @@ def run_all(specs, runs_dir: Path, jobs: int, platform: Optional[str],
     def refresh():
         if more_seeds:
             firsts = [w for w in wanted.values() if w.seed in FIRST_SEEDS]
-            for f in followups(load_results(firsts, runs_dir)):
+            for f in followups(load_results(firsts, runs_dir, ledger)):
                 wanted.setdefault(f.name + f.group, f)
         return sorted((s for k, s in wanted.items() if k not in running and k not in failed
-                       and not _done(runs_dir, s) and not _busy(runs_dir, s)),
+                       and not _done(runs_dir, s, ledger) and not _busy(runs_dir, s)),
                       key=RunSpec.priority)
 
+    if ledger is not None:            # runs finished before the ledger knew them
+        for s in specs:
+            if not _ledger_file(ledger, s).is_file():
+                record(s, runs_dir, ledger)
     todo = refresh()
-    done = sum(_done(runs_dir, s) for s in wanted.values())
+    done = sum(_done(runs_dir, s, ledger) for s in wanted.values())
     print(f"{done} of {len(wanted)} runs done, {len(wanted) - done - len(todo)} being trained "
           f"elsewhere; running {len(todo)} with {jobs} job(s)", flush=True)
 
@@ -473,6 +507,8 @@ def run_all(specs, runs_dir: Path, jobs: int, platform: Optional[str],
             del running[key]
             if rc != 0:
                 failed.add(key)
+            elif ledger is not None:
+                record(spec, runs_dir, ledger)
             wd = runs_dir / spec.group / spec.name
             print(f"{stamp()} {spec.group}/{spec.name}: "
                   + ("ok" if rc == 0 else f"FAILED (rc {rc}, see {wd}/log.txt)"), flush=True)
@@ -484,13 +520,22 @@ def run_all(specs, runs_dir: Path, jobs: int, platform: Optional[str],
 
 # --------------------------------------------------------------------------- the report
 
-def load_results(specs, runs_dir: Path) -> list[dict]:
+def load_results(specs, runs_dir: Path, ledger: Optional[Path] = None) -> list[dict]:
+    """The finished runs' results: from their workdir, else (a run trained on another machine)
+    from the ledger, with the gradient flow as ``r["flow"]``."""
     out = []
     for s in specs:
         p = runs_dir / s.group / s.name / "result.json"
         if p.is_file():
             r = json.loads(p.read_text())
             r["workdir"] = str(p.parent)
+            out.append(r)
+        elif ledger is not None and _ledger_file(ledger, s).is_file():
+            entry = json.loads(_ledger_file(ledger, s).read_text())
+            r = entry["result"]
+            r["workdir"] = None
+            if "flow" in entry:
+                r["flow"] = entry["flow"]
             out.append(r)
     return out
 
@@ -584,8 +629,11 @@ def flow_table(results, group: str) -> tuple[str, dict]:
     for r in results:
         sp = r["spec"]
         if sp["group"] == group and sp["T"] == T and sp["seed"] == 0:
-            path = Path(r["workdir"]) / "gradient_flow.json"
-            if path.is_file():
+            if r.get("flow") is not None:
+                flows[sp["label"]] = (r["flow"], r)
+                continue
+            path = Path(r["workdir"]) / "gradient_flow.json" if r.get("workdir") else None
+            if path is not None and path.is_file():
                 flows[sp["label"]] = (json.loads(path.read_text()), r)
     if not flows:
         return "", flows
@@ -795,11 +843,12 @@ def compute_block(specs, results, runs_dir: Path) -> str:
     return text
 
 
-def write_report(specs, runs_dir: Path, docs: Path = DOCS) -> str:
+def write_report(specs, runs_dir: Path, docs: Path = DOCS, ledger: Optional[Path] = None) -> str:
     """Tables of the groups in ``specs`` that have results (written into ``docs/gates.md``
     between their markers, groups without results left as they are) and the figures. The extra
     seeds of :func:`followups` are reported with their first seeds."""
-    results = load_results(list(specs) + followups(load_results(specs, runs_dir)), runs_dir)
+    results = load_results(list(specs) + followups(load_results(specs, runs_dir, ledger)),
+                           runs_dir, ledger)
     done = {r["spec"]["group"] for r in results}
     groups = [g for g in GROUPS if g in {s.group for s in specs} and g in done]
     blocks, summaries = {}, {}
@@ -846,6 +895,8 @@ def main(argv=None) -> int:
                    help="min_gru with the parallel scan (for GPUs)")
     p.add_argument("--report-only", action="store_true", help="no training: tables and figures")
     p.add_argument("--docs", default=str(DOCS), help="where the tables and figures go")
+    p.add_argument("--ledger", default=str(LEDGER),
+                   help="the committed folder of finished runs ('' for none)")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     runs_dir = Path(args.runs_dir).resolve()
@@ -860,10 +911,11 @@ def main(argv=None) -> int:
     lengths = [int(t) for t in args.lengths.split(",")] if args.lengths else None
     cells = [c.strip() for c in args.cells.split(",")] if args.cells else None
     specs = sweep(groups, seeds, args.steps, lengths, cells, args.parallel)
+    ledger = Path(args.ledger).resolve() if args.ledger else None
     if not args.report_only:
         run_all(specs, runs_dir, args.jobs, args.platform, args.time_limit,
-                more_seeds=args.seeds is None)
-    print(write_report(specs, runs_dir, Path(args.docs)))
+                more_seeds=args.seeds is None, ledger=ledger)
+    print(write_report(specs, runs_dir, Path(args.docs), ledger))
     return 0
 
 

@@ -236,6 +236,28 @@ def test_report_tables_from_results(tmp_path):
     assert "old" not in doc and "| adding T=600, lstm:" in doc and doc.endswith("y\n")
 
 
+def test_the_ledger_outlives_the_run_folders(tmp_path):
+    """Finished runs recorded in the committed ledger are done and reported on a machine
+    without their run folders: the same tables, the gradient flow included; a run in neither
+    is still to do."""
+    import shutil
+    specs = gates_report.sweep(("adding",), lengths=[600], cells=["lstm", "gru"])
+    runs, ledger = tmp_path / "runs", tmp_path / "ledger"
+    _fake_results(runs, specs[:1], lambda s: {"loss": 0.17, "baseline": 0.167})
+    lstm = specs[0]
+    (runs / "adding" / lstm.name / "gradient_flow.json").write_text(json.dumps(
+        {"t": [0, 1, 2], "untrained": [1e-3, 1e-2, 1.0], "trained": [1e-1, 0.5, 1.0]}))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    here = gates_report.write_report(specs, runs, docs)
+    assert gates_report.record(lstm, runs, ledger)
+    assert not gates_report.record(specs[1], runs, ledger)        # no result: nothing written
+    shutil.rmtree(runs)
+    assert gates_report._done(runs, lstm, ledger) and not gates_report._done(runs, specs[1], ledger)
+    elsewhere = gates_report.write_report(specs, runs, docs, ledger)
+    assert elsewhere == here and "| lstm | 1.0e-03 | 1.0e-01 |" in elsewhere
+
+
 def test_sweep_stopped_mid_run_resumes_to_the_same_result(tmp_path):
     """A sitting cut short (the SIGTERM that --time-limit sends) records its time; the next
     sitting resumes the run from its checkpoint and ends where one uninterrupted sitting does."""
