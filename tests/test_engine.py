@@ -23,6 +23,7 @@ from jax.test_util import check_grads
 import jaxrnn as jr
 from jaxrnn import engine
 from tests.cases import CASES, IDS, random_carry, random_params
+from tests.cases import weighted_loss as _loss
 
 T = 7
 LENGTHS = np.array([T, 3, 1, 0])          # full, in between, one step, empty
@@ -31,15 +32,6 @@ LENGTHS = np.array([T, 3, 1, 0])          # full, in between, one step, empty
 def _batch(case, dtype, seed=0, batch=len(LENGTHS)):
     rng = np.random.default_rng(seed)
     return jnp.asarray(rng.normal(size=(batch,) + case.xs_shape(T)), dtype)
-
-
-def _loss(ys, carry):
-    """Weighs every output and every carry leaf differently, so no gradient hides."""
-    w = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
-    out = jnp.sum(ys * w) + jnp.sum(jnp.tanh(ys) ** 2)
-    for k, leaf in enumerate(jax.tree.leaves(carry)):
-        out = out + jnp.sum(jnp.sin((k + 2.0) * leaf))
-    return out
 
 
 def _batched(cell, method, reverse, remat, lengths=LENGTHS):

@@ -21,23 +21,16 @@ import pytest
 import jaxrnn as jr
 from jaxrnn.engine import newton as newton_lib
 from tests.cases import CASES, random_carry, random_params, to_numpy
+from tests.cases import weighted_loss as _loss
 
 ROOT = Path(__file__).resolve().parents[1]
 T = 9
 LENGTHS = np.array([T, 4, 1, 0])
 DENSE = [c for c in CASES if not c.spatial]
 DENSE_IDS = [c.id for c in DENSE]
-# the per-unit diagonal is exact for these; the others (layer norm, a projection, the reset
-# before the matmul, the linear min cells) converge too, in more iterations
+# DEER's full Jacobian: one cell of each kind of carry and recurrent map (the diagonal runs
+# every cell)
 FULL = [c for c in DENSE if c.id in ("lstm", "simple_tanh", "lstm_proj", "gru_cho")]
-
-
-def _loss(ys, carry):
-    w = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
-    out = jnp.sum(ys * w) + jnp.sum(jnp.tanh(ys) ** 2)
-    for k, leaf in enumerate(jax.tree.leaves(carry)):
-        out = out + jnp.sum(jnp.sin((k + 2.0) * leaf))
-    return out
 
 
 def _problem(case, dtype, seed=0):
