@@ -56,6 +56,10 @@ from typing import Optional
 
 import numpy as np
 
+from experiments.runs import add_sitting as _add_sitting
+from experiments.runs import latest_step as _latest_step
+from experiments.runs import replace_block, write_json
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 # one JSON per finished run (its result.json and gradient flow), committed: a sweep longer than
@@ -298,21 +302,6 @@ def plot_gradient_flow(flow: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _add_sitting(workdir: Path, seconds: float, steps: tuple) -> None:
-    path = workdir / "sittings.json"
-    sittings = json.loads(path.read_text()) if path.is_file() else []
-    sittings.append({"seconds": seconds, "from_step": steps[0], "to_step": steps[1],
-                     "ended": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(sittings, indent=1))
-    os.replace(tmp, path)
-
-
-def _latest_step(workdir: Path) -> int:
-    from jaxrnn.train.checkpoint import step_folders
-    return next(iter(step_folders(workdir / "checkpoints")), 0)
-
-
 # the sitting in progress (workdir, start time, first step), for the SIGTERM handler
 _SITTING: list = []
 
@@ -377,9 +366,7 @@ def _run_one(spec: RunSpec, workdir: Path, cfg) -> dict:
         plot_gradient_flow(flow, workdir / "gradient_flow.png",
                            f"{spec.group} T={spec.T}: {spec.label} (seed {spec.seed})")
     result["score_seconds"] = time.perf_counter() - t1
-    tmp = workdir / "result.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, workdir / "result.json")
+    write_json(workdir / "result.json", result)
     return result
 
 
@@ -414,11 +401,7 @@ def record(spec: RunSpec, runs_dir: Path, ledger: Path) -> bool:
     entry = {"result": json.loads((wd / "result.json").read_text())}
     if (wd / "gradient_flow.json").is_file():
         entry["flow"] = json.loads((wd / "gradient_flow.json").read_text())
-    path = _ledger_file(ledger, spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(entry, indent=1))
-    os.replace(tmp, path)
+    write_json(_ledger_file(ledger, spec), entry)
     return True
 
 
@@ -794,16 +777,6 @@ def group_block(results, g: str) -> tuple[str, dict]:
             f"({summary['runs']} runs, {summary['seconds'] / 60:.0f} minutes of training in "
             f"all). Greydanus 2020: logistic regression 32%, MLP 68%, CNN 94%, GRU 91%."
             f"\n\n{table}\n"), summary
-
-
-def replace_block(doc: str, name: str, text: str) -> str:
-    """Replaces the text between ``<!-- results:NAME:begin -->`` and ``...:end -->``."""
-    a, b = f"<!-- results:{name}:begin -->", f"<!-- results:{name}:end -->"
-    if a not in doc or b not in doc:
-        return doc
-    pre, rest = doc.split(a, 1)
-    _, post = rest.split(b, 1)
-    return pre + a + "\n" + text + "\n" + b + post
 
 
 def compute_block(specs, results, runs_dir: Path) -> str:

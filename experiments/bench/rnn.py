@@ -47,6 +47,8 @@ import statistics
 import sys
 import time
 
+from experiments.runs import cpu_info
+
 SIZES = {
     "small": (1, 1000, 32, 64),
     "mid": (32, 100, 128, 256),
@@ -381,18 +383,8 @@ def _machine():
             "jax_backend": jax.default_backend(),
             "devices": [str(d) for d in jax.devices()],
             "xla_flags": os.environ.get("XLA_FLAGS", "")}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    info["simd"] = [s for s in ("avx2", "avx512f", "avx512_bf16", "amx_tile")
-                                    if s in flags]
-                    break
-    except OSError:
-        pass
+    cpu = cpu_info()
+    info.update(cpu=cpu["cpu"], simd=cpu["simd"])
     try:
         import flax
         info["flax"] = flax.__version__

@@ -409,9 +409,16 @@ class Checkpoints:
                 continue
         return None
 
-    def is_better(self, value: float, than: Optional[float]) -> bool:
+    def is_better(self, value: float, than: Optional[float], loss: Optional[float] = None,
+                  than_loss: Optional[float] = None) -> bool:
+        """Whether a dev evaluation scoring ``value`` beats the best so far (``than``). A tie
+        (a small dev set's accuracy or F1 moves in steps of one example) goes to the lower dev
+        ``loss`` when both are given, so a later checkpoint that fits dev better is not passed
+        over for an equal count of hits. NaN never wins."""
         if than is None:
-            return True
+            return value == value
+        if value == than and loss is not None and than_loss is not None:
+            return loss < than_loss
         return value < than if self.best_mode == "min" else value > than
 
     def save_best(self, step: int, params: Any, metrics: dict) -> None:

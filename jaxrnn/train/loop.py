@@ -475,7 +475,10 @@ def _train_from(run: Run, workdir: Path, ckpt: Checkpoints) -> dict:
                     raise ConfigError(f"train.best_metric: {t.best_metric!r} is not a dev metric "
                                       f"of {cfg.experiment} (it reports {sorted(dev)})")
                 _log(f"step {step}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in dev.items()), rt)
-                if ckpt.is_better(dev[t.best_metric], best_value):
+                tie = t.best_metric != "loss" and best_metrics is not None
+                if ckpt.is_better(dev[t.best_metric], best_value,
+                                  dev.get("loss") if tie else None,
+                                  best_metrics.get("loss") if tie else None):
                     best_step, best_value = step, dev[t.best_metric]
                     best_metrics = dict(dev, step=step)
                     ckpt.save_best(step, eval_params(state), best_metrics)
