@@ -58,7 +58,8 @@ import numpy as np
 
 from experiments.runs import add_sitting as _add_sitting
 from experiments.runs import latest_step as _latest_step
-from experiments.runs import replace_block, write_json
+from experiments.runs import child_env as _child_env
+from experiments.runs import replace_block, stop_children, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -371,16 +372,8 @@ def _run_one(spec: RunSpec, workdir: Path, cfg) -> dict:
 
 
 def child_env(platform: Optional[str], jobs: int) -> dict:
-    env = dict(os.environ)
-    if platform:
-        env["JAX_PLATFORMS"] = platform
-    if platform == "cpu" and jobs > 1:
-        # one core per run: no intra-op thread pool fighting the other runs
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
-                            "intra_op_parallelism_threads=1").strip()
-    if platform in ("cuda", "gpu"):
-        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
-    return env
+    # JAX_PLATFORMS unset: one thread per run only when the CPU is asked for
+    return _child_env(platform, jobs if platform == "cpu" else 1)
 
 
 def _ledger_file(ledger: Path, spec: RunSpec) -> Path:
@@ -469,18 +462,10 @@ def run_all(specs, runs_dir: Path, jobs: int, platform: Optional[str],
             break
         time.sleep(1.0)
         if deadline is not None and time.perf_counter() > deadline:
-            for spec, proc, log in running.values():
-                proc.terminate()                      # the child records its sitting and exits
-            for key, (spec, proc, log) in list(running.items()):
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                log.close()
-                print(f"{stamp()} {spec.group}/{spec.name}: stopped at the time limit "
-                      f"(resumes next time)", flush=True)
-                del running[key]
+            stop_children([(f"{sp.group}/{sp.name}", proc, log)
+                           for sp, proc, log in running.values()],
+                          lambda m: print(f"{stamp()} {m}", flush=True))
+            running.clear()
             break
         for key, (spec, proc, log) in list(running.items()):
             rc = proc.poll()

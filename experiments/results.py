@@ -300,15 +300,6 @@ def run_ensemble(row: Row, runs_dir: Path, ledger: Path) -> Optional[dict]:
 
 # --------------------------------------------------------------------------- the sweep
 
-def child_env(jobs: int) -> dict:
-    env = dict(os.environ)
-    if jobs > 1:
-        # one core per run: no intra-op thread pool fighting the other runs
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
-                            "intra_op_parallelism_threads=1").strip()
-    return env
-
-
 def can_run(row: Row) -> bool:
     """Whether this machine runs ``row``: rows made for an accelerator need one."""
     if not row.accelerator:
@@ -337,7 +328,7 @@ def run_all(rows, seeds, runs_dir: Path, ledger: Path, jobs: int = 1,
     ``time_limit`` (seconds) no run starts after it and running ones are stopped at it (they
     resume next time). Then scores the ensembles whose seeds are all recorded. Returns the
     number of failed runs."""
-    env = child_env(jobs)
+    env = runs.child_env(None, jobs)
     t0 = time.perf_counter()
     deadline = None if time_limit is None else t0 + time_limit
     queue = todo(rows, seeds, ledger)
@@ -365,17 +356,9 @@ def run_all(rows, seeds, runs_dir: Path, ledger: Path, jobs: int = 1,
             break
         time.sleep(1.0)
         if deadline is not None and time.perf_counter() > deadline:
-            for row, s, proc, log in running:
-                proc.terminate()
-            for row, s, proc, log in running:
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                log.close()
-                print(f"{stamp()} {row.key}/s{s}: stopped at the time limit (resumes next "
-                      f"time)", flush=True)
+            runs.stop_children([(f"{row.key}/s{s}", proc, log)
+                                for row, s, proc, log in running],
+                               lambda m: print(f"{stamp()} {m}", flush=True))
             running = []
             break
         for item in list(running):

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Iterable, Optional
@@ -46,6 +47,35 @@ def latest_step(workdir: Path) -> int:
     """The newest full checkpoint's step in ``workdir`` (0 when there is none)."""
     from jaxrnn.train.checkpoint import step_folders
     return next(iter(step_folders(Path(workdir) / "checkpoints")), 0)
+
+
+def child_env(platform_name: Optional[str], jobs: int) -> dict:
+    """The environment of a sweep's training processes: ``JAX_PLATFORMS``, and one thread per
+    run on a CPU with ``jobs > 1`` (no intra-op pool fighting the other runs)."""
+    env = dict(os.environ)
+    if platform_name:
+        env["JAX_PLATFORMS"] = platform_name
+    if platform_name in (None, "cpu") and jobs > 1:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                            "intra_op_parallelism_threads=1").strip()
+    if platform_name in ("cuda", "gpu"):
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+    return env
+
+
+def stop_children(children, say) -> None:
+    """The time limit: SIGTERM to every ``(name, process, log)`` (a child records its sitting
+    and exits; it resumes from its newest checkpoint next time), a kill after 60 s."""
+    for _, proc, _ in children:
+        proc.terminate()
+    for name, proc, log in children:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        say(f"{name}: stopped at the time limit (resumes next time)")
 
 
 def replace_block(doc: str, name: str, text: str) -> str:
